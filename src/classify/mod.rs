@@ -1,0 +1,4 @@
+//! Classify: coin crops in, labels and confidences out.
+
+pub mod metadata;
+pub mod preprocess;
