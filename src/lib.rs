@@ -1,8 +1,13 @@
 //! coin_sorter: a ROS 2 node that finds coins in camera images and sorts them.
 //!
 //! The modules follow the data flow: image in → [`decode`] → [`locate`] → [`classify`] →
-//! [`decide`] (bin) → publish ([`transport`]). Around it: [`train`] makes the model,
-//! [`bag`] reads and writes rosbag2 recordings.
+//! [`decide`] (bin) → publish ([`transport`]); [`pipeline`] chains the steps without any
+//! transport. Around it: [`params`] reads ROS 2 parameters, [`msgs`] defines every message.
 
 pub mod classify;
+pub mod decide;
+pub mod decode;
 pub mod fsutil;
+pub mod locate;
+pub mod msgs;
+pub mod params;
