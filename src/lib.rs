@@ -11,3 +11,7 @@ pub mod fsutil;
 pub mod locate;
 pub mod msgs;
 pub mod params;
+pub mod pipeline;
+pub mod nodes;
+pub mod transport;
+pub mod score;

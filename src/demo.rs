@@ -1,0 +1,234 @@
+//! The demo: a live ROS 2 graph on the shared data. A player publishes a recorded bag, the
+//! sorter node classifies it, the reference actuator executes the commands, and the demo
+//! listens to all of it and scores the detections against the bag's ground truth.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+
+use crate::msgs::coin_sorter::{ActuatorState, CoinDetectionArray};
+use crate::msgs::diagnostic_msgs::DiagnosticArray;
+use crate::nodes::player::{self, PlayOptions};
+use crate::params::RosArgs;
+use crate::score::{self, Tally};
+use crate::transport::{RosNode, netns, qos};
+
+/// Options of `coin_sorter demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// The shared data folder (holds coins-mobile/ and bags/).
+    #[arg(long, default_value = "../shared/data")]
+    pub data: PathBuf,
+    /// Bag to play, relative to --data unless absolute.
+    #[arg(long, default_value = "bags/bgr8-mcap")]
+    pub bag: PathBuf,
+    /// Model to use; trained on coins-mobile first if it does not exist.
+    #[arg(long, default_value = "models/coin_resnet50.pt")]
+    pub model: PathBuf,
+    /// Node parameters file.
+    #[arg(long, default_value = "config/coin_sorter.yaml")]
+    pub params_file: PathBuf,
+    /// Playback speed as a multiple of the recorded 2 Hz.
+    #[arg(long, default_value_t = 1.0)]
+    pub rate: f64,
+    /// Seconds to wait for the last results after playback.
+    #[arg(long, default_value_t = 30.0)]
+    pub settle_timeout: f64,
+}
+
+/// What the listener saw.
+#[derive(Debug, Default)]
+struct Seen {
+    frames: BTreeMap<i64, CoinDetectionArray>,
+    actuator: Option<ActuatorState>,
+    diagnostics: BTreeMap<String, String>,
+}
+
+/// A child node process, stopped with SIGINT (then killed) when dropped.
+struct NodeProcess {
+    name: &'static str,
+    child: Child,
+}
+
+impl NodeProcess {
+    fn spawn(name: &'static str, exe: &Path, args: &[String]) -> Result<Self> {
+        let child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", exe.display()))?;
+        Ok(Self { name, child })
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if self.exited().is_some() {
+            return;
+        }
+        // SAFETY: kill() with a pid we own (our child, not yet reaped) and a valid signal.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        for _ in 0..50 {
+            if self.exited().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        tracing::warn!("{} did not stop within 5 s of SIGINT; killing it", self.name);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sibling_exe(name: &str) -> Result<PathBuf> {
+    let me = std::env::current_exe().context("cannot find the running executable")?;
+    let p = me.with_file_name(name);
+    if !p.is_file() {
+        bail!("{} not found next to {}; build all binaries first", name, me.display());
+    }
+    Ok(p)
+}
+
+/// Runs the demo; the model must exist (the CLI trains it first when missing).
+pub fn run(args: &DemoArgs) -> Result<()> {
+    netns::require_loopback_only("the demo")?;
+    let bag = if args.bag.is_absolute() { args.bag.clone() } else { args.data.join(&args.bag) };
+    let truth = score::read_ground_truth(&bag.join("ground_truth.jsonl"))?;
+    let model = std::fs::canonicalize(&args.model)
+        .with_context(|| format!("model {} does not exist", args.model.display()))?;
+    let mut node_args = vec!["--ros-args".to_string()];
+    if args.params_file.exists() {
+        node_args.extend(["--params-file".to_string(), args.params_file.display().to_string()]);
+    }
+    node_args.extend(["-p".to_string(), format!("model_path:={}", model.display())]);
+    let mut actuator = NodeProcess::spawn("actuator", &sibling_exe("coin_sorter_actuator")?, &[])?;
+    let mut sorter = NodeProcess::spawn("sorter", &sibling_exe("coin_sorter_node")?, &node_args)?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let result = rt.block_on(listen_and_play(args, &bag, &truth, seen.clone(), &mut sorter, &mut actuator));
+    drop(sorter);
+    drop(actuator);
+    let report = result?;
+    let seen = seen.lock().map_err(|_| anyhow::anyhow!("listener state poisoned"))?;
+    print_summary(&report, &seen, &truth);
+    Ok(())
+}
+
+async fn listen_and_play(
+    args: &DemoArgs,
+    bag: &Path,
+    truth: &[score::TruthFrame],
+    seen: Arc<Mutex<Seen>>,
+    sorter: &mut NodeProcess,
+    actuator: &mut NodeProcess,
+) -> Result<player::PlayReport> {
+    let mut node = RosNode::new("coin_sorter_demo", &RosArgs::default())?;
+    let det_sub = node.subscription::<CoinDetectionArray>("/coin_sorter/detections", qos::output())?;
+    let state_sub = node.subscription::<ActuatorState>("/coin_sorter_actuator/state", qos::latched())?;
+    let diag_sub = node.subscription::<DiagnosticArray>("/diagnostics", qos::output())?;
+    let labels: BTreeMap<i64, &score::TruthFrame> = truth.iter().map(|f| (f.stamp_ns, f)).collect();
+    let listen = async {
+        let mut dets = std::pin::pin!(det_sub.async_stream());
+        let mut states = std::pin::pin!(state_sub.async_stream());
+        let mut diags = std::pin::pin!(diag_sub.async_stream());
+        loop {
+            tokio::select! {
+                Some(Ok((d, _))) = dets.next() => {
+                    print_frame(&d, labels.get(&d.header.stamp.as_nanos()).copied());
+                    if let Ok(mut s) = seen.lock() { s.frames.insert(d.header.stamp.as_nanos(), d); }
+                }
+                Some(Ok((a, _))) = states.next() => {
+                    if let Ok(mut s) = seen.lock() { s.actuator = Some(a); }
+                }
+                Some(Ok((g, _))) = diags.next() => {
+                    if let (Ok(mut s), Some(st)) = (seen.lock(), g.status.into_iter().find(|s| s.hardware_id == "/coin_sorter")) {
+                        s.diagnostics = st.values.into_iter().map(|kv| (kv.key, kv.value)).collect();
+                    }
+                }
+                else => break,
+            }
+        }
+    };
+    let play = async {
+        let opts = PlayOptions { rate: args.rate, topics: Vec::new(), wait_subscribers: 1, wait_timeout: 120.0 };
+        println!("playing {} at {}x; waiting for coin_sorter_node to subscribe", bag.display(), args.rate);
+        let report = player::play(&mut node, bag, &opts).await?;
+        let published: u64 = report.published.iter().map(|(_, n)| n).sum();
+        // Results trail the last frame by one classification; wait until every frame and every
+        // command is accounted for, or the settle timeout passes.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(args.settle_timeout.max(0.0));
+        while tokio::time::Instant::now() < deadline {
+            if sorter.exited().is_some() || actuator.exited().is_some() {
+                bail!("a node exited during the demo; see its log above");
+            }
+            let done = seen.lock().map(|s| {
+                let handled = s.diagnostics.get("frames_processed").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+                    + s.diagnostics.get("frames_skipped").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+                    + s.diagnostics.get("frames_rejected").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                let coins: usize = s.frames.values().map(|f| f.detections.len()).sum();
+                let moved = s.actuator.as_ref().map_or(0, |a| a.commands_received as usize);
+                handled >= published && s.frames.len() as u64 >= s.diagnostics.get("frames_processed").and_then(|v| v.parse().ok()).unwrap_or(u64::MAX) && moved == coins
+            }).unwrap_or(false);
+            if done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        anyhow::Ok(report)
+    };
+    tokio::select! {
+        r = play => r,
+        _ = listen => bail!("the demo's subscriptions closed early"),
+    }
+}
+
+fn print_frame(d: &CoinDetectionArray, truth: Option<&score::TruthFrame>) {
+    let source = truth.map_or("?", |t| t.source.as_str());
+    let coins: Vec<String> = d
+        .detections
+        .iter()
+        .map(|c| format!("{} {:.2} -> {}", c.label, c.confidence, c.bin))
+        .collect();
+    println!("frame {}.{:09} ({source}): {} coins [{}]", d.header.stamp.sec, d.header.stamp.nanosec, coins.len(), coins.join(", "));
+}
+
+fn print_summary(report: &player::PlayReport, seen: &Seen, truth: &[score::TruthFrame]) {
+    let published: u64 = report.published.iter().map(|(_, n)| n).sum();
+    let mut tally = Tally::default();
+    for f in truth {
+        if let Some(d) = seen.frames.get(&f.stamp_ns) {
+            tally.add(&f.coins, &d.detections);
+        }
+    }
+    let counter = |k: &str| seen.diagnostics.get(k).cloned().unwrap_or_else(|| "?".into());
+    let coins: usize = seen.frames.values().map(|f| f.detections.len()).sum();
+    println!("\n=== coin_sorter demo summary ===");
+    println!("frames published by the player:   {published}");
+    println!("frames received by the node:       {}", counter("frames_received"));
+    println!("frames skipped (newer one waiting): {}", counter("frames_skipped"));
+    println!("frames with detections received:   {}", seen.frames.len());
+    println!("coins found:                       {coins}");
+    println!("labelled coins in those frames:    {}", tally.labelled);
+    println!("labelled coins matched:            {} (centre within half a radius)", tally.matched);
+    match tally.accuracy() {
+        Some(a) => println!("accuracy on matched coins:         {:.1}% ({}/{})", a * 100.0, tally.correct, tally.matched),
+        None => println!("accuracy on matched coins:         n/a (no coin matched)"),
+    }
+    match &seen.actuator {
+        Some(a) => {
+            let bins: Vec<String> = a.bins.iter().zip(&a.counts).map(|(b, n)| format!("{b}={n}")).collect();
+            println!("sort commands the actuator received: {} [{}]", a.commands_received, bins.join(", "));
+        }
+        None => println!("sort commands the actuator received: 0"),
+    }
+}

@@ -1,0 +1,93 @@
+//! The ROS 2 node applications: each wires the transport to the algorithm modules. The
+//! binaries in `src/bin` only call [`main_with`] with one of these.
+
+pub mod actuator;
+pub mod latest;
+
+pub mod sorter;
+
+use std::process::ExitCode;
+
+use crate::params::{ParamSpec, RosArgs, help_text};
+
+/// Sets up `tracing` on stderr with ROS-style levels: `--log-level` (debug, info, warn, error,
+/// fatal) wins over `RUST_LOG`, which wins over `info`.
+pub fn init_logging(level: Option<&str>) {
+    let filter = match level.map(str::to_ascii_lowercase).as_deref() {
+        Some("fatal") => "error".to_string(),
+        Some(l) => l.to_string(),
+        None => std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string()),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Common start-up of a node binary: `--help`, `--dump-params`, `--ros-args` parsing and
+/// logging, then `run`. Start-up errors print one line and exit with code 1 (bad
+/// configuration) before any DDS traffic.
+pub fn main_with(
+    program: &str,
+    about: &str,
+    specs: &[ParamSpec],
+    default_name: &str,
+    run: impl FnOnce(RosArgs, crate::params::ParamSet) -> anyhow::Result<()>,
+) -> ExitCode {
+    let args = match RosArgs::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{program}: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.other.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{}", help_text(program, about, specs));
+        return ExitCode::SUCCESS;
+    }
+    let name = args.node_name.clone().unwrap_or_else(|| default_name.to_string());
+    let ns = args.namespace.clone().unwrap_or_else(|| "/".to_string());
+    let fq = format!("{}/{}", ns.trim_end_matches('/'), name);
+    if args.other.iter().any(|a| a == "--dump-params") {
+        print!("{}", crate::params::ParamSet::defaults(specs).to_params_yaml(&fq, specs));
+        return ExitCode::SUCCESS;
+    }
+    if let Some(a) = args.other.first() {
+        eprintln!("{program}: unexpected argument {a:?}; see --help");
+        return ExitCode::from(2);
+    }
+    init_logging(args.log_level.as_deref());
+    let params = match args.resolve_params(specs, &fq) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("invalid parameters: {e:#}; not starting");
+            return ExitCode::from(1);
+        }
+    };
+    match run(args, params) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}; exiting");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Resolves when the process gets SIGINT or SIGTERM (launch stops nodes with SIGINT).
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,145 @@
+//! Transport: ROS 2 over DDS through `ros2-client`. Nothing in here knows about coins; the
+//! algorithm modules know nothing about DDS.
+
+pub mod names;
+pub mod netns;
+pub mod qos;
+pub mod throttle;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow};
+use ros2_client::{Context, ContextOptions, MessageTypeName, Name, Node, NodeName, NodeOptions};
+use ros2_client::{Publisher, QosProfile, Subscription};
+
+use crate::msgs::RosMessage;
+use crate::params::RosArgs;
+
+/// The DDS domain from `ROS_DOMAIN_ID` (default 0); an invalid value is an error naming it.
+pub fn domain_id_from_env() -> Result<u16> {
+    match std::env::var("ROS_DOMAIN_ID") {
+        Ok(v) if !v.trim().is_empty() => {
+            let id: u16 = v.trim().parse().with_context(|| format!("ROS_DOMAIN_ID {v:?} is not a number"))?;
+            if id > 232 {
+                return Err(anyhow!("ROS_DOMAIN_ID {id} is above 232, the largest DDS allows"));
+            }
+            Ok(id)
+        }
+        _ => Ok(0),
+    }
+}
+
+/// A ROS 2 node with its name, namespace and remappings, that creates typed publishers and
+/// subscriptions on resolved topic names.
+pub struct RosNode {
+    node: Node,
+    name: String,
+    namespace: String,
+    remaps: Vec<(String, String)>,
+    _context: Context,
+}
+
+impl RosNode {
+    /// Joins the ROS 2 graph as `/namespace/name` (after `--ros-args` overrides) and starts
+    /// the node's spinner on the current tokio runtime.
+    pub fn new(default_name: &str, args: &RosArgs) -> Result<Self> {
+        let name = args.node_name.clone().unwrap_or_else(|| default_name.to_string());
+        let namespace = names::normalise_namespace(args.namespace.as_deref().unwrap_or("/"))?;
+        let domain = domain_id_from_env()?;
+        let context = Context::with_options(ContextOptions::new().domain_id(domain))
+            .map_err(|e| anyhow!("cannot start DDS on domain {domain}: {e:?}"))?;
+        let mut node = context
+            .new_node(
+                NodeName::new(&namespace, &name).map_err(|e| anyhow!("bad node name {name:?}: {e:?}"))?,
+                NodeOptions::new().enable_rosout(true),
+            )
+            .map_err(|e| anyhow!("cannot create node {name}: {e:?}"))?;
+        let spinner = node.spinner().map_err(|e| anyhow!("cannot start spinner: {e:?}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = spinner.spin().await {
+                tracing::error!("ROS 2 spinner stopped: {e:?}; graph events are no longer seen");
+            }
+        });
+        Ok(Self { node, name, namespace, remaps: args.remaps.clone(), _context: context })
+    }
+
+    /// The node's fully qualified name, `/ns/name`.
+    pub fn fully_qualified_name(&self) -> String {
+        if self.namespace == "/" { format!("/{}", self.name) } else { format!("{}/{}", self.namespace, self.name) }
+    }
+
+    /// Resolves a topic name for this node (see [`names::resolve`]).
+    pub fn resolve(&self, topic: &str) -> Result<String> {
+        names::resolve(topic, &self.namespace, &self.name, &self.remaps)
+    }
+
+    fn topic<T: RosMessage>(&self, topic: &str, qos: &QosProfile) -> Result<(String, ros2_client::dds::rustdds::Topic)> {
+        let full = self.resolve(topic)?;
+        let name = Name::parse(&full).map_err(|e| anyhow!("bad topic name {full:?}: {e:?}"))?;
+        let t = self
+            .node
+            .create_topic(&name, MessageTypeName::new(T::PACKAGE, T::NAME), qos)
+            .map_err(|e| anyhow!("cannot create topic {full}: {e:?}"))?;
+        Ok((full, t))
+    }
+
+    /// A publisher of `T` on `topic` (resolved and remapped).
+    pub fn publisher<T: RosMessage>(&mut self, topic: &str, qos: QosProfile) -> Result<Publisher<T>> {
+        let (full, t) = self.topic::<T>(topic, &qos)?;
+        self.node
+            .create_publisher::<T>(&t, Some(qos))
+            .map_err(|e| anyhow!("cannot publish {full}: {e:?}"))
+    }
+
+    /// A subscription to `T` on `topic` (resolved and remapped).
+    pub fn subscription<T: RosMessage>(&mut self, topic: &str, qos: QosProfile) -> Result<Subscription<T>> {
+        let (full, t) = self.topic::<T>(topic, &qos)?;
+        self.node
+            .create_subscription::<T>(&t, Some(qos))
+            .map_err(|e| anyhow!("cannot subscribe {full}: {e:?}"))
+    }
+
+    /// Waits until `topic` (resolved) has at least `n` subscriptions, or `timeout` passes;
+    /// returns the count seen last.
+    pub async fn wait_for_subscribers(&self, topic: &str, n: usize, timeout: Duration) -> Result<usize> {
+        let full = self.resolve(topic)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let count = self.node.subscription_count(&full);
+            if count >= n || Instant::now() >= deadline {
+                return Ok(count);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The underlying `ros2-client` node.
+    pub fn inner(&self) -> &Node {
+        &self.node
+    }
+}
+
+/// Named event counters for `/diagnostics`, shared between the node's tasks.
+#[derive(Debug, Clone, Default)]
+pub struct Counters(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl Counters {
+    /// Adds `n` to counter `key`.
+    pub fn add(&self, key: &str, n: u64) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(key.to_string()).or_default() += n;
+        }
+    }
+
+    /// The current value of `key` (0 when never counted).
+    pub fn get(&self, key: &str) -> u64 {
+        self.0.lock().map(|m| m.get(key).copied().unwrap_or(0)).unwrap_or(0)
+    }
+
+    /// A copy of all counters.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
