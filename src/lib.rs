@@ -6,3 +6,4 @@
 
 pub mod classify;
 pub mod fsutil;
+pub mod train;
