@@ -2,7 +2,8 @@
 //!
 //! The modules follow the data flow: image in → [`decode`] → [`locate`] → [`classify`] →
 //! [`decide`] (bin) → publish ([`transport`]); [`pipeline`] chains the steps without any
-//! transport. Around it: [`params`] reads ROS 2 parameters, [`msgs`] defines every message.
+//! transport, [`nodes`] wires it to ROS 2. Around it: [`train`] makes the model, [`score`]
+//! measures it, [`params`] reads ROS 2 parameters and [`msgs`] defines every message.
 
 pub mod classify;
 pub mod decide;
@@ -10,8 +11,9 @@ pub mod decode;
 pub mod fsutil;
 pub mod locate;
 pub mod msgs;
+pub mod nodes;
 pub mod params;
 pub mod pipeline;
-pub mod nodes;
-pub mod transport;
 pub mod score;
+pub mod train;
+pub mod transport;

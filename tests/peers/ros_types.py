@@ -1,0 +1,78 @@
+"""ROS 2 message types as Cyclone DDS IDL structs, with the DDS type names rmw_cyclonedds uses.
+
+Written from the .msg definitions (msg/*.msg and the standard ROS 2 interfaces), not generated
+from this project's Rust code, so an interop test that uses them checks the wire format
+independently.
+"""
+from dataclasses import dataclass, field
+
+from cyclonedds.idl import IdlStruct
+from cyclonedds.idl.types import float32, int32, sequence, uint8, uint32, uint64
+
+
+@dataclass
+class Time(IdlStruct, typename="builtin_interfaces::msg::dds_::Time_"):
+    sec: int32 = 0
+    nanosec: uint32 = 0
+
+
+@dataclass
+class Header(IdlStruct, typename="std_msgs::msg::dds_::Header_"):
+    stamp: Time = field(default_factory=Time)
+    frame_id: str = ""
+
+
+@dataclass
+class Image(IdlStruct, typename="sensor_msgs::msg::dds_::Image_"):
+    header: Header = field(default_factory=Header)
+    height: uint32 = 0
+    width: uint32 = 0
+    encoding: str = ""
+    is_bigendian: uint8 = 0
+    step: uint32 = 0
+    data: sequence[uint8] = field(default_factory=list)
+
+
+@dataclass
+class CompressedImage(IdlStruct, typename="sensor_msgs::msg::dds_::CompressedImage_"):
+    header: Header = field(default_factory=Header)
+    format: str = ""
+    data: sequence[uint8] = field(default_factory=list)
+
+
+@dataclass
+class CoinDetection(IdlStruct, typename="coin_sorter::msg::dds_::CoinDetection_"):
+    coin_id: uint32 = 0
+    label: str = ""
+    confidence: float32 = 0.0
+    bin: str = ""
+    rejected: bool = False
+    x: float32 = 0.0
+    y: float32 = 0.0
+    radius: float32 = 0.0
+
+
+@dataclass
+class CoinDetectionArray(IdlStruct, typename="coin_sorter::msg::dds_::CoinDetectionArray_"):
+    header: Header = field(default_factory=Header)
+    detections: sequence[CoinDetection] = field(default_factory=list)
+
+
+@dataclass
+class SortCommand(IdlStruct, typename="coin_sorter::msg::dds_::SortCommand_"):
+    header: Header = field(default_factory=Header)
+    coin_id: uint32 = 0
+    label: str = ""
+    bin: str = ""
+    confidence: float32 = 0.0
+    x: float32 = 0.0
+    y: float32 = 0.0
+    radius: float32 = 0.0
+
+
+@dataclass
+class ActuatorState(IdlStruct, typename="coin_sorter::msg::dds_::ActuatorState_"):
+    header: Header = field(default_factory=Header)
+    commands_received: uint64 = 0
+    bins: sequence[str] = field(default_factory=list)
+    counts: sequence[uint64] = field(default_factory=list)
