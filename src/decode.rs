@@ -130,6 +130,12 @@ pub fn decode_compressed(msg: &CompressedImage) -> Result<RgbImage, DecodeError>
     } else {
         return Err(DecodeError::UnknownFormat(msg.format.clone()));
     };
+    if format == image::ImageFormat::Jpeg && !has_jpeg_end_marker(&msg.data) {
+        // The decoder fills a cut-off scan with grey instead of failing; a frame cut short in
+        // transit must not be classified as if it were whole.
+        let reason = "no end-of-image marker: the data is cut short".to_string();
+        return Err(DecodeError::Corrupt { format: name, reason });
+    }
     let corrupt = |e: image::ImageError| DecodeError::Corrupt { format: name, reason: e.to_string() };
     let mut reader = image::ImageReader::with_format(std::io::Cursor::new(&msg.data[..]), format);
     let mut limits = image::Limits::default();
@@ -140,4 +146,10 @@ pub fn decode_compressed(msg: &CompressedImage) -> Result<RgbImage, DecodeError>
     let rgb = img.into_rgb8();
     let (width, height) = rgb.dimensions();
     Ok(RgbImage { width, height, data: rgb.into_raw() })
+}
+
+/// Whether JPEG data ends with the EOI marker `FF D9`, ignoring zero padding some encoders add.
+fn has_jpeg_end_marker(data: &[u8]) -> bool {
+    let end = data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    data[..end].ends_with(&[0xFF, 0xD9])
 }

@@ -112,3 +112,23 @@ fn corrupt_and_unknown_compressed_payloads_are_refused() {
     let e = decode_compressed(&CompressedImage::default()).unwrap_err();
     assert_eq!(e.kind(), "unknown_format");
 }
+
+#[test]
+fn real_photo_cut_short_or_with_a_broken_header_is_corrupt() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/coins-photos/images");
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let jpeg = std::fs::read(&files[0]).unwrap();
+    let decode = |data: Vec<u8>| decode_compressed(&CompressedImage { format: "jpeg".into(), data, ..Default::default() });
+    let whole = decode(jpeg.clone()).unwrap();
+    assert_eq!((whole.width, whole.height), (1200, 1600));
+    let mut padded = jpeg.clone();
+    padded.extend_from_slice(&[0, 0, 0]);
+    assert!(decode(padded).is_ok(), "zero padding after the end marker is legal");
+    let cut = decode(jpeg[..jpeg.len() * 3 / 5].to_vec()).unwrap_err();
+    assert_eq!(cut.kind(), "corrupt_compressed");
+    assert!(cut.to_string().contains("cut short"), "{cut}");
+    let mut header = jpeg.clone();
+    header[4..200].iter_mut().for_each(|b| *b = 0xFF);
+    assert_eq!(decode(header).unwrap_err().kind(), "corrupt_compressed");
+}

@@ -11,12 +11,14 @@ use std::process::ExitCode;
 use crate::params::{ParamSpec, RosArgs, help_text};
 
 /// Sets up `tracing` on stderr with ROS-style levels: `--log-level` (debug, info, warn, error,
-/// fatal) wins over `RUST_LOG`, which wins over `info`.
+/// fatal) wins over `RUST_LOG`, which wins over `info`. DDS internals log at warn and above.
 pub fn init_logging(level: Option<&str>) {
+    // The DDS stack logs discovery chatter at info; keep it to warnings unless asked.
+    let quiet_dds = "rustdds=error,ros2_client=warn";
     let filter = match level.map(str::to_ascii_lowercase).as_deref() {
-        Some("fatal") => "error".to_string(),
-        Some(l) => l.to_string(),
-        None => std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string()),
+        Some("fatal") => format!("error,{quiet_dds}"),
+        Some(l) => format!("{l},{quiet_dds}"),
+        None => std::env::var("RUST_LOG").unwrap_or_else(|_| format!("info,{quiet_dds}")),
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -42,12 +42,17 @@ pub struct RosNode {
 }
 
 impl RosNode {
-    /// Joins the ROS 2 graph as `/namespace/name` (after `--ros-args` overrides) and starts
-    /// the node's spinner on the current tokio runtime.
+    /// Joins the ROS 2 graph as `/namespace/name` (after `--ros-args` overrides) on the
+    /// domain `ROS_DOMAIN_ID` names, and starts the node's spinner on the current tokio
+    /// runtime.
     pub fn new(default_name: &str, args: &RosArgs) -> Result<Self> {
+        Self::in_domain(default_name, args, domain_id_from_env()?)
+    }
+
+    /// Like [`RosNode::new`] on an explicit DDS domain.
+    pub fn in_domain(default_name: &str, args: &RosArgs, domain: u16) -> Result<Self> {
         let name = args.node_name.clone().unwrap_or_else(|| default_name.to_string());
         let namespace = names::normalise_namespace(args.namespace.as_deref().unwrap_or("/"))?;
-        let domain = domain_id_from_env()?;
         let context = Context::with_options(ContextOptions::new().domain_id(domain))
             .map_err(|e| anyhow!("cannot start DDS on domain {domain}: {e:?}"))?;
         let mut node = context

@@ -4,13 +4,18 @@
 //! run inside a private network namespace whose only interface is loopback
 //! (`scripts/netns.sh`); this check refuses to start them anywhere else.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
-/// Names of the network interfaces of the current network namespace.
+/// Names of the network interfaces of the current network namespace. Read from
+/// `/proc/self/net/dev`, which follows the process's namespace (`/sys/class/net` shows the
+/// namespace that mounted sysfs instead).
 pub fn interfaces() -> Result<Vec<String>> {
-    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+    let path = "/proc/self/net/dev";
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+    let mut names: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, _)| name.trim().to_string())
         .collect();
     names.sort();
     Ok(names)

@@ -74,3 +74,129 @@ pub fn photo_scenes() -> Vec<(PathBuf, Vec<Labelled>)> {
         })
         .collect()
 }
+
+/// Builds a tiny 8-class model (ResNet-50 structure, base width 8, 32 px input) trained for
+/// two steps on two crops of two photos per class of `coins-mobile`, in `dir`. Its answers are
+/// poor but deterministic, which is what transport tests need.
+pub fn tiny_model(dir: &Path) -> PathBuf {
+    let data = dir.join("tiny_set");
+    let src = shared_data().join("coins-mobile");
+    let mut classes: Vec<PathBuf> = std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().path()).collect();
+    classes.sort();
+    for class in classes {
+        let dst = data.join(class.file_name().unwrap());
+        std::fs::create_dir_all(&dst).unwrap();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&class).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        let mut groups: Vec<String> = Vec::new();
+        let mut per_group = std::collections::HashMap::<String, usize>::new();
+        for f in files {
+            let g = coin_sorter::train::dataset::group_id(&f);
+            if !groups.contains(&g) {
+                if groups.len() == 2 {
+                    continue;
+                }
+                groups.push(g.clone());
+            }
+            let n = per_group.entry(g).or_default();
+            if *n < 2 {
+                *n += 1;
+                std::fs::copy(&f, dst.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    let mut args = coin_sorter::train::TrainArgs::new(data);
+    args.out = dir.join("tiny.pt");
+    args.input_size = 32;
+    args.base_width = 8;
+    args.epochs = 1;
+    args.batch_size = 8;
+    args.max_steps = Some(2);
+    args.val_fraction = 0.5;
+    coin_sorter::train::run(&args).unwrap().model
+}
+
+/// Fails the test unless it runs in a private loopback-only network namespace.
+pub fn require_private_network() {
+    if let Err(e) = coin_sorter::transport::netns::require_loopback_only("this test") {
+        panic!("{e}; run the tests with scripts/test.sh");
+    }
+}
+
+/// A node binary started by a test, on its own DDS domain, stderr captured to a file. Stopped
+/// with SIGINT (then killed) when dropped.
+pub struct NodeProc {
+    pub child: std::process::Child,
+    pub stderr: PathBuf,
+}
+
+impl NodeProc {
+    /// Starts `exe` with `args` on DDS domain `domain`, stderr into `dir/<name>.log`.
+    pub fn start(exe: &str, name: &str, domain: u16, args: &[String], dir: &Path) -> Self {
+        let stderr = dir.join(format!("{name}.log"));
+        let child = std::process::Command::new(exe)
+            .args(args)
+            .env("ROS_DOMAIN_ID", domain.to_string())
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Self { child, stderr }
+    }
+
+    /// What the node has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Stops the node with SIGINT and waits up to 10 s; returns whether it exited cleanly.
+    pub fn stop(&mut self) -> bool {
+        if let Ok(Some(s)) = self.child.try_wait() {
+            return s.success();
+        }
+        // SAFETY: signalling our own, not yet reaped child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s.success();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A fresh DDS domain id for one test (per process and test), so parallel tests never see
+/// each other's nodes.
+pub fn domain_id(slot: u16) -> u16 {
+    (std::process::id() as u16 % 20) * 10 + slot + 10
+}
+
+/// A frame from `coins-photos`, shrunk to 640 px, as an rgb8 Image with the given stamp.
+pub fn photo_frame(index: usize, stamp_ns: i64) -> coin_sorter::msgs::sensor_msgs::Image {
+    let (path, _) = &photo_scenes()[index];
+    let (img, _) = load_rgb(path, 640);
+    coin_sorter::msgs::sensor_msgs::Image {
+        header: coin_sorter::msgs::std_msgs::Header {
+            stamp: coin_sorter::msgs::std_msgs::Time::from_nanos(stamp_ns),
+            frame_id: "camera".into(),
+        },
+        height: img.height,
+        width: img.width,
+        encoding: "rgb8".into(),
+        is_bigendian: 0,
+        step: img.width * 3,
+        data: img.data,
+    }
+}
