@@ -4,5 +4,6 @@
 //! [`decide`] (bin) → publish ([`transport`]). Around it: [`train`] makes the model,
 //! [`bag`] reads and writes rosbag2 recordings.
 
+pub mod bag;
 pub mod classify;
 pub mod fsutil;

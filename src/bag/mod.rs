@@ -1,0 +1,3 @@
+//! Reading rosbag2 recordings.
+
+pub mod cdr;
