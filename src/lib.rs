@@ -5,6 +5,7 @@
 //! transport, [`nodes`] wires it to ROS 2. Around it: [`train`] makes the model, [`score`]
 //! measures it, [`params`] reads ROS 2 parameters and [`msgs`] defines every message.
 
+pub mod bag;
 pub mod classify;
 pub mod decide;
 pub mod decode;
