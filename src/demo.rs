@@ -83,7 +83,10 @@ impl Drop for NodeProcess {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        tracing::warn!("{} did not stop within 5 s of SIGINT; killing it", self.name);
+        tracing::warn!(
+            "{} did not stop within 5 s of SIGINT; killing it",
+            self.name
+        );
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -93,7 +96,11 @@ fn sibling_exe(name: &str) -> Result<PathBuf> {
     let me = std::env::current_exe().context("cannot find the running executable")?;
     let p = me.with_file_name(name);
     if !p.is_file() {
-        bail!("{} not found next to {}; build all binaries first", name, me.display());
+        bail!(
+            "{} not found next to {}; build all binaries first",
+            name,
+            me.display()
+        );
     }
     Ok(p)
 }
@@ -101,25 +108,44 @@ fn sibling_exe(name: &str) -> Result<PathBuf> {
 /// Runs the demo; the model must exist (the CLI trains it first when missing).
 pub fn run(args: &DemoArgs) -> Result<()> {
     netns::require_loopback_only("the demo")?;
-    let bag = if args.bag.is_absolute() { args.bag.clone() } else { args.data.join(&args.bag) };
+    let bag = if args.bag.is_absolute() {
+        args.bag.clone()
+    } else {
+        args.data.join(&args.bag)
+    };
     let truth = score::read_ground_truth(&bag.join("ground_truth.jsonl"))?;
     let model = std::fs::canonicalize(&args.model)
         .with_context(|| format!("model {} does not exist", args.model.display()))?;
     let mut node_args = vec!["--ros-args".to_string()];
     if args.params_file.exists() {
-        node_args.extend(["--params-file".to_string(), args.params_file.display().to_string()]);
+        node_args.extend([
+            "--params-file".to_string(),
+            args.params_file.display().to_string(),
+        ]);
     }
     node_args.extend(["-p".to_string(), format!("model_path:={}", model.display())]);
     let mut actuator = NodeProcess::spawn("actuator", &sibling_exe("coin_sorter_actuator")?, &[])?;
     let mut sorter = NodeProcess::spawn("sorter", &sibling_exe("coin_sorter_node")?, &node_args)?;
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let result = rt.block_on(listen_and_play(args, &bag, &truth, seen.clone(), &mut sorter, &mut actuator));
+    let result = rt.block_on(listen_and_play(
+        args,
+        &bag,
+        &truth,
+        seen.clone(),
+        &mut sorter,
+        &mut actuator,
+    ));
     drop(sorter);
     drop(actuator);
     let report = result?;
-    let seen = seen.lock().map_err(|_| anyhow::anyhow!("listener state poisoned"))?;
+    let seen = seen
+        .lock()
+        .map_err(|_| anyhow::anyhow!("listener state poisoned"))?;
     print_summary(&report, &seen, &truth);
     Ok(())
 }
@@ -133,8 +159,10 @@ async fn listen_and_play(
     actuator: &mut NodeProcess,
 ) -> Result<player::PlayReport> {
     let mut node = RosNode::new("coin_sorter_demo", &RosArgs::default())?;
-    let det_sub = node.subscription::<CoinDetectionArray>("/coin_sorter/detections", qos::output())?;
-    let state_sub = node.subscription::<ActuatorState>("/coin_sorter_actuator/state", qos::latched())?;
+    let det_sub =
+        node.subscription::<CoinDetectionArray>("/coin_sorter/detections", qos::output())?;
+    let state_sub =
+        node.subscription::<ActuatorState>("/coin_sorter_actuator/state", qos::latched())?;
     let diag_sub = node.subscription::<DiagnosticArray>("/diagnostics", qos::output())?;
     let labels: BTreeMap<i64, &score::TruthFrame> = truth.iter().map(|f| (f.stamp_ns, f)).collect();
     let listen = async {
@@ -160,25 +188,57 @@ async fn listen_and_play(
         }
     };
     let play = async {
-        let opts = PlayOptions { rate: args.rate, topics: Vec::new(), wait_subscribers: 1, wait_timeout: 120.0 };
-        println!("playing {} at {}x; waiting for coin_sorter_node to subscribe", bag.display(), args.rate);
+        let opts = PlayOptions {
+            rate: args.rate,
+            topics: Vec::new(),
+            wait_subscribers: 1,
+            wait_timeout: 120.0,
+        };
+        println!(
+            "playing {} at {}x; waiting for coin_sorter_node to subscribe",
+            bag.display(),
+            args.rate
+        );
         let report = player::play(&mut node, bag, &opts).await?;
         let published: u64 = report.published.iter().map(|(_, n)| n).sum();
         // Results trail the last frame by one classification; wait until every frame and every
         // command is accounted for, or the settle timeout passes.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(args.settle_timeout.max(0.0));
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs_f64(args.settle_timeout.max(0.0));
         while tokio::time::Instant::now() < deadline {
             if sorter.exited().is_some() || actuator.exited().is_some() {
                 bail!("a node exited during the demo; see its log above");
             }
-            let done = seen.lock().map(|s| {
-                let handled = s.diagnostics.get("frames_processed").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-                    + s.diagnostics.get("frames_skipped").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-                    + s.diagnostics.get("frames_rejected").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-                let coins: usize = s.frames.values().map(|f| f.detections.len()).sum();
-                let moved = s.actuator.as_ref().map_or(0, |a| a.commands_received as usize);
-                handled >= published && s.frames.len() as u64 >= s.diagnostics.get("frames_processed").and_then(|v| v.parse().ok()).unwrap_or(u64::MAX) && moved == coins
-            }).unwrap_or(false);
+            let done = seen
+                .lock()
+                .map(|s| {
+                    let handled = s
+                        .diagnostics
+                        .get("frames_processed")
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0)
+                        + s.diagnostics
+                            .get("frames_skipped")
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .unwrap_or(0)
+                        + s.diagnostics
+                            .get("frames_rejected")
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .unwrap_or(0);
+                    let coins: usize = s.frames.values().map(|f| f.detections.len()).sum();
+                    let moved = s
+                        .actuator
+                        .as_ref()
+                        .map_or(0, |a| a.commands_received as usize);
+                    handled >= published
+                        && s.frames.len() as u64
+                            >= s.diagnostics
+                                .get("frames_processed")
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(u64::MAX)
+                        && moved == coins
+                })
+                .unwrap_or(false);
             if done {
                 break;
             }
@@ -199,7 +259,13 @@ fn print_frame(d: &CoinDetectionArray, truth: Option<&score::TruthFrame>) {
         .iter()
         .map(|c| format!("{} {:.2} -> {}", c.label, c.confidence, c.bin))
         .collect();
-    println!("frame {}.{:09} ({source}): {} coins [{}]", d.header.stamp.sec, d.header.stamp.nanosec, coins.len(), coins.join(", "));
+    println!(
+        "frame {}.{:09} ({source}): {} coins [{}]",
+        d.header.stamp.sec,
+        d.header.stamp.nanosec,
+        coins.len(),
+        coins.join(", ")
+    );
 }
 
 fn print_summary(report: &player::PlayReport, seen: &Seen, truth: &[score::TruthFrame]) {
@@ -210,24 +276,52 @@ fn print_summary(report: &player::PlayReport, seen: &Seen, truth: &[score::Truth
             tally.add(&f.coins, &d.detections);
         }
     }
-    let counter = |k: &str| seen.diagnostics.get(k).cloned().unwrap_or_else(|| "?".into());
+    let counter = |k: &str| {
+        seen.diagnostics
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| "?".into())
+    };
     let coins: usize = seen.frames.values().map(|f| f.detections.len()).sum();
     println!("\n=== coin_sorter demo summary ===");
     println!("frames published by the player:   {published}");
-    println!("frames received by the node:       {}", counter("frames_received"));
-    println!("frames skipped (newer one waiting): {}", counter("frames_skipped"));
+    println!(
+        "frames received by the node:       {}",
+        counter("frames_received")
+    );
+    println!(
+        "frames skipped (newer one waiting): {}",
+        counter("frames_skipped")
+    );
     println!("frames with detections received:   {}", seen.frames.len());
     println!("coins found:                       {coins}");
     println!("labelled coins in those frames:    {}", tally.labelled);
-    println!("labelled coins matched:            {} (centre within half a radius)", tally.matched);
+    println!(
+        "labelled coins matched:            {} (centre within half a radius)",
+        tally.matched
+    );
     match tally.accuracy() {
-        Some(a) => println!("accuracy on matched coins:         {:.1}% ({}/{})", a * 100.0, tally.correct, tally.matched),
+        Some(a) => println!(
+            "accuracy on matched coins:         {:.1}% ({}/{})",
+            a * 100.0,
+            tally.correct,
+            tally.matched
+        ),
         None => println!("accuracy on matched coins:         n/a (no coin matched)"),
     }
     match &seen.actuator {
         Some(a) => {
-            let bins: Vec<String> = a.bins.iter().zip(&a.counts).map(|(b, n)| format!("{b}={n}")).collect();
-            println!("sort commands the actuator received: {} [{}]", a.commands_received, bins.join(", "));
+            let bins: Vec<String> = a
+                .bins
+                .iter()
+                .zip(&a.counts)
+                .map(|(b, n)| format!("{b}={n}"))
+                .collect();
+            println!(
+                "sort commands the actuator received: {} [{}]",
+                a.commands_received,
+                bins.join(", ")
+            );
         }
         None => println!("sort commands the actuator received: 0"),
     }

@@ -9,6 +9,7 @@ pub mod bag;
 pub mod classify;
 pub mod decide;
 pub mod decode;
+pub mod demo;
 pub mod fsutil;
 pub mod locate;
 pub mod msgs;

@@ -3,7 +3,9 @@
 
 use std::fmt;
 
-use coin_sorter::msgs::coin_sorter::{ActuatorState, CoinDetection, CoinDetectionArray, SortCommand};
+use coin_sorter::msgs::coin_sorter::{
+    ActuatorState, CoinDetection, CoinDetectionArray, SortCommand,
+};
 use serde::ser::{self, Serialize};
 
 #[derive(Debug)]
@@ -48,34 +50,116 @@ impl ser::Serializer for TypeName {
     type SerializeMap = ser::Impossible<String, Error>;
     type SerializeStruct = Fields;
     type SerializeStructVariant = ser::Impossible<String, Error>;
-    fn serialize_bool(self, _: bool) -> R { Ok("bool".into()) }
-    fn serialize_i8(self, _: i8) -> R { Ok("int8".into()) }
-    fn serialize_i16(self, _: i16) -> R { Ok("int16".into()) }
-    fn serialize_i32(self, _: i32) -> R { Ok("int32".into()) }
-    fn serialize_i64(self, _: i64) -> R { Ok("int64".into()) }
-    fn serialize_u8(self, _: u8) -> R { Ok("uint8".into()) }
-    fn serialize_u16(self, _: u16) -> R { Ok("uint16".into()) }
-    fn serialize_u32(self, _: u32) -> R { Ok("uint32".into()) }
-    fn serialize_u64(self, _: u64) -> R { Ok("uint64".into()) }
-    fn serialize_f32(self, _: f32) -> R { Ok("float32".into()) }
-    fn serialize_f64(self, _: f64) -> R { Ok("float64".into()) }
-    fn serialize_char(self, _: char) -> R { Err(ser::Error::custom("char has no ROS type")) }
-    fn serialize_str(self, _: &str) -> R { Ok("string".into()) }
-    fn serialize_bytes(self, _: &[u8]) -> R { Ok("uint8[]".into()) }
-    fn serialize_none(self) -> R { Err(ser::Error::custom("Option has no ROS type")) }
-    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> R { Err(ser::Error::custom("Option has no ROS type")) }
-    fn serialize_unit(self) -> R { Err(ser::Error::custom("unit")) }
-    fn serialize_unit_struct(self, _: &'static str) -> R { Err(ser::Error::custom("unit struct")) }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> R { Err(ser::Error::custom("enum")) }
-    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, v: &T) -> R { v.serialize(TypeName) }
-    fn serialize_newtype_variant<T: ?Sized + Serialize>(self, _: &'static str, _: u32, _: &'static str, _: &T) -> R { Err(ser::Error::custom("enum")) }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Elems, Error> { Ok(Elems(None)) }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> { Err(ser::Error::custom("tuple")) }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, Error> { Err(ser::Error::custom("tuple struct")) }
-    fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeTupleVariant, Error> { Err(ser::Error::custom("enum")) }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> { Err(ser::Error::custom("map")) }
-    fn serialize_struct(self, name: &'static str, _: usize) -> Result<Self::SerializeStruct, Error> { Ok(Fields(msg_type_of_struct(name), Vec::new())) }
-    fn serialize_struct_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeStructVariant, Error> { Err(ser::Error::custom("enum")) }
+    fn serialize_bool(self, _: bool) -> R {
+        Ok("bool".into())
+    }
+    fn serialize_i8(self, _: i8) -> R {
+        Ok("int8".into())
+    }
+    fn serialize_i16(self, _: i16) -> R {
+        Ok("int16".into())
+    }
+    fn serialize_i32(self, _: i32) -> R {
+        Ok("int32".into())
+    }
+    fn serialize_i64(self, _: i64) -> R {
+        Ok("int64".into())
+    }
+    fn serialize_u8(self, _: u8) -> R {
+        Ok("uint8".into())
+    }
+    fn serialize_u16(self, _: u16) -> R {
+        Ok("uint16".into())
+    }
+    fn serialize_u32(self, _: u32) -> R {
+        Ok("uint32".into())
+    }
+    fn serialize_u64(self, _: u64) -> R {
+        Ok("uint64".into())
+    }
+    fn serialize_f32(self, _: f32) -> R {
+        Ok("float32".into())
+    }
+    fn serialize_f64(self, _: f64) -> R {
+        Ok("float64".into())
+    }
+    fn serialize_char(self, _: char) -> R {
+        Err(ser::Error::custom("char has no ROS type"))
+    }
+    fn serialize_str(self, _: &str) -> R {
+        Ok("string".into())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> R {
+        Ok("uint8[]".into())
+    }
+    fn serialize_none(self) -> R {
+        Err(ser::Error::custom("Option has no ROS type"))
+    }
+    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> R {
+        Err(ser::Error::custom("Option has no ROS type"))
+    }
+    fn serialize_unit(self) -> R {
+        Err(ser::Error::custom("unit"))
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> R {
+        Err(ser::Error::custom("unit struct"))
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> R {
+        Err(ser::Error::custom("enum"))
+    }
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, v: &T) -> R {
+        v.serialize(TypeName)
+    }
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> R {
+        Err(ser::Error::custom("enum"))
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Elems, Error> {
+        Ok(Elems(None))
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
+        Err(ser::Error::custom("tuple"))
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, Error> {
+        Err(ser::Error::custom("tuple struct"))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Error> {
+        Err(ser::Error::custom("enum"))
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
+        Err(ser::Error::custom("map"))
+    }
+    fn serialize_struct(
+        self,
+        name: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, Error> {
+        Ok(Fields(msg_type_of_struct(name), Vec::new()))
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Error> {
+        Err(ser::Error::custom("enum"))
+    }
 }
 
 impl ser::SerializeSeq for Elems {
@@ -88,14 +172,20 @@ impl ser::SerializeSeq for Elems {
         Ok(())
     }
     fn end(self) -> R {
-        self.0.map(|t| format!("{t}[]")).ok_or_else(|| ser::Error::custom("empty sequence: give the sample one element"))
+        self.0
+            .map(|t| format!("{t}[]"))
+            .ok_or_else(|| ser::Error::custom("empty sequence: give the sample one element"))
     }
 }
 
 impl ser::SerializeStruct for Fields {
     type Ok = String;
     type Error = Error;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, key: &'static str, v: &T) -> Result<(), Error> {
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        key: &'static str,
+        v: &T,
+    ) -> Result<(), Error> {
         let t = v.serialize(TypeName)?;
         self.1.push((key.to_string(), t));
         Ok(())
@@ -131,7 +221,11 @@ fn rust_fields<T: Serialize>(sample: &T) -> Vec<String> {
         .map(|f| {
             let (t, n) = f.rsplit_once(' ').unwrap();
             let t = t.split('{').next().unwrap();
-            let t = if f.contains("}[]") { format!("{t}[]") } else { t.to_string() };
+            let t = if f.contains("}[]") {
+                format!("{t}[]")
+            } else {
+                t.to_string()
+            };
             format!("{t} {n}")
         })
         .collect()
@@ -151,24 +245,40 @@ fn msg_fields(name: &str) -> Vec<String> {
 
 #[test]
 fn coin_detection_matches_its_msg_file() {
-    assert_eq!(rust_fields(&CoinDetection::default()), msg_fields("CoinDetection"));
+    assert_eq!(
+        rust_fields(&CoinDetection::default()),
+        msg_fields("CoinDetection")
+    );
 }
 
 #[test]
 fn coin_detection_array_matches_its_msg_file() {
-    let sample = CoinDetectionArray { detections: vec![CoinDetection::default()], ..Default::default() };
+    let sample = CoinDetectionArray {
+        detections: vec![CoinDetection::default()],
+        ..Default::default()
+    };
     assert_eq!(rust_fields(&sample), msg_fields("CoinDetectionArray"));
-    assert_eq!(msg_fields("CoinDetectionArray"), vec!["std_msgs/Header header", "CoinDetection[] detections"]);
+    assert_eq!(
+        msg_fields("CoinDetectionArray"),
+        vec!["std_msgs/Header header", "CoinDetection[] detections"]
+    );
 }
 
 #[test]
 fn sort_command_matches_its_msg_file() {
-    assert_eq!(rust_fields(&SortCommand::default()), msg_fields("SortCommand"));
+    assert_eq!(
+        rust_fields(&SortCommand::default()),
+        msg_fields("SortCommand")
+    );
 }
 
 #[test]
 fn actuator_state_matches_its_msg_file() {
-    let sample = ActuatorState { bins: vec![String::new()], counts: vec![0], ..Default::default() };
+    let sample = ActuatorState {
+        bins: vec![String::new()],
+        counts: vec![0],
+        ..Default::default()
+    };
     assert_eq!(rust_fields(&sample), msg_fields("ActuatorState"));
 }
 
@@ -179,5 +289,13 @@ fn every_msg_file_has_a_rust_type_checked_here() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["ActuatorState.msg", "CoinDetection.msg", "CoinDetectionArray.msg", "SortCommand.msg"]);
+    assert_eq!(
+        names,
+        [
+            "ActuatorState.msg",
+            "CoinDetection.msg",
+            "CoinDetectionArray.msg",
+            "SortCommand.msg"
+        ]
+    );
 }

@@ -11,10 +11,17 @@ use crate::locate::Circle;
 /// Cuts the square of half-side `crop_scale * r` centred on each circle, pads it by edge
 /// replication where it leaves the frame, resizes it to `size`×`size` and returns the packed
 /// RGB pixels of all crops, one after another (`circles.len() * size * size * 3` bytes).
-pub fn crop_coins(img: &RgbImage, circles: &[Circle], crop_scale: f32, size: u32) -> Result<Vec<u8>> {
+pub fn crop_coins(
+    img: &RgbImage,
+    circles: &[Circle],
+    crop_scale: f32,
+    size: u32,
+) -> Result<Vec<u8>> {
     let frame = Mat::new_rows_cols_with_data(img.height as i32, img.width as i32 * 3, &img.data)
         .context("cannot wrap the frame for OpenCV")?;
-    let frame = frame.reshape(3, img.height as i32).context("cannot view the frame as RGB")?;
+    let frame = frame
+        .reshape(3, img.height as i32)
+        .context("cannot view the frame as RGB")?;
     let n = size as usize * size as usize * 3;
     let mut out = vec![0u8; circles.len() * n];
     for (c, dst) in circles.iter().zip(out.chunks_exact_mut(n)) {
@@ -40,9 +47,22 @@ pub fn crop_coins(img: &RgbImage, circles: &[Circle], crop_scale: f32, size: u32
             core::Scalar::default(),
         )?;
         let mut resized = Mat::default();
-        let interp = if side as u32 > size { imgproc::INTER_AREA } else { imgproc::INTER_LINEAR };
-        imgproc::resize(&square, &mut resized, Size::new(size as i32, size as i32), 0.0, 0.0, interp)?;
-        let bytes = resized.data_bytes().context("resized crop is not contiguous")?;
+        let interp = if side as u32 > size {
+            imgproc::INTER_AREA
+        } else {
+            imgproc::INTER_LINEAR
+        };
+        imgproc::resize(
+            &square,
+            &mut resized,
+            Size::new(size as i32, size as i32),
+            0.0,
+            0.0,
+            interp,
+        )?;
+        let bytes = resized
+            .data_bytes()
+            .context("resized crop is not contiguous")?;
         dst.copy_from_slice(bytes);
     }
     Ok(out)

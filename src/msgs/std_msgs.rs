@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 /// `builtin_interfaces/msg/Time`: seconds and nanoseconds since the epoch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct Time {
     pub sec: i32,
     pub nanosec: u32,
@@ -14,7 +16,10 @@ impl Time {
     pub fn from_nanos(ns: i64) -> Self {
         let sec = ns.div_euclid(1_000_000_000);
         let nanosec = ns.rem_euclid(1_000_000_000) as u32;
-        Self { sec: sec.clamp(i32::MIN as i64, i32::MAX as i64) as i32, nanosec }
+        Self {
+            sec: sec.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+            nanosec,
+        }
     }
 
     /// Nanoseconds since the epoch.

@@ -18,8 +18,18 @@ pub const NODE_NAME: &str = "coin_sorter_actuator";
 
 /// Every parameter of the actuator, with its default.
 pub const PARAMS: &[ParamSpec] = &[
-    ParamSpec { name: "command_topic", default: D::Str("/coin_sorter/sort_commands"), help: "SortCommand topic to execute", dynamic: false },
-    ParamSpec { name: "move_log", default: D::Str(""), help: "if set, append one JSON line per executed move to this file", dynamic: false },
+    ParamSpec {
+        name: "command_topic",
+        default: D::Str("/coin_sorter/sort_commands"),
+        help: "SortCommand topic to execute",
+        dynamic: false,
+    },
+    ParamSpec {
+        name: "move_log",
+        default: D::Str(""),
+        help: "if set, append one JSON line per executed move to this file",
+        dynamic: false,
+    },
 ];
 
 /// The actuator's bookkeeping: bins in first-use order with their coin counts.
@@ -140,7 +150,15 @@ mod tests {
     use crate::msgs::std_msgs::{Header, Time};
 
     fn cmd(ns: i64, id: u32, bin: &str) -> SortCommand {
-        SortCommand { header: Header { stamp: Time::from_nanos(ns), frame_id: "cam".into() }, coin_id: id, bin: bin.into(), ..Default::default() }
+        SortCommand {
+            header: Header {
+                stamp: Time::from_nanos(ns),
+                frame_id: "cam".into(),
+            },
+            coin_id: id,
+            bin: bin.into(),
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -61,23 +61,39 @@ pub async fn play(node: &mut RosNode, bag: &Path, opts: &PlayOptions) -> Result<
         } else if t.type_name == CompressedImage::ros_type() {
             Out::Compressed(node.publisher::<CompressedImage>(&t.name, qos::replay())?)
         } else {
-            tracing::info!("skipping topic {} of type {}: not an image", t.name, t.type_name);
+            tracing::info!(
+                "skipping topic {} of type {}: not an image",
+                t.name,
+                t.type_name
+            );
             continue;
         };
         outs.push((t.name.clone(), out));
     }
     if outs.is_empty() {
-        bail!("bag {} has no image topic to play (of {:?})", bag.display(), opts.topics);
+        bail!(
+            "bag {} has no image topic to play (of {:?})",
+            bag.display(),
+            opts.topics
+        );
     }
     let wait = Duration::from_secs_f64(opts.wait_timeout.max(0.0));
     for (topic, _) in &outs {
-        let n = node.wait_for_subscribers(topic, opts.wait_subscribers, wait).await?;
+        let n = node
+            .wait_for_subscribers(topic, opts.wait_subscribers, wait)
+            .await?;
         if n < opts.wait_subscribers {
-            tracing::warn!("{topic} has {n} of {} subscribers after {wait:?}; playing anyway", opts.wait_subscribers);
+            tracing::warn!(
+                "{topic} has {n} of {} subscribers after {wait:?}; playing anyway",
+                opts.wait_subscribers
+            );
         }
     }
     let names: Vec<String> = outs.iter().map(|(n, _)| n.clone()).collect();
-    let mut report = PlayReport { published: names.iter().map(|n| (n.clone(), 0)).collect(), failed: 0 };
+    let mut report = PlayReport {
+        published: names.iter().map(|n| (n.clone(), 0)).collect(),
+        failed: 0,
+    };
     let start = tokio::time::Instant::now();
     let mut first_ns: Option<u64> = None;
     for msg in reader.messages(Some(&names))? {
@@ -85,16 +101,24 @@ pub async fn play(node: &mut RosNode, bag: &Path, opts: &PlayOptions) -> Result<
         let t0 = *first_ns.get_or_insert(msg.log_time_ns);
         let offset = Duration::from_nanos(msg.log_time_ns.saturating_sub(t0)).div_f64(opts.rate);
         tokio::time::sleep_until(start + offset).await;
-        let Some(i) = names.iter().position(|n| *n == msg.topic) else { continue };
+        let Some(i) = names.iter().position(|n| *n == msg.topic) else {
+            continue;
+        };
         let result = match &outs[i].1 {
-            Out::Raw(p) => decode_cdr::<Image>(&msg.data).and_then(|m| p.publish(m).map_err(|e| anyhow::anyhow!("{e:?}"))),
-            Out::Compressed(p) => decode_cdr::<CompressedImage>(&msg.data).and_then(|m| p.publish(m).map_err(|e| anyhow::anyhow!("{e:?}"))),
+            Out::Raw(p) => decode_cdr::<Image>(&msg.data)
+                .and_then(|m| p.publish(m).map_err(|e| anyhow::anyhow!("{e:?}"))),
+            Out::Compressed(p) => decode_cdr::<CompressedImage>(&msg.data)
+                .and_then(|m| p.publish(m).map_err(|e| anyhow::anyhow!("{e:?}"))),
         };
         match result {
             Ok(()) => report.published[i].1 += 1,
             Err(e) => {
                 report.failed += 1;
-                tracing::warn!("could not play a {} message at {} ns: {e:#}; continuing", msg.topic, msg.log_time_ns);
+                tracing::warn!(
+                    "could not play a {} message at {} ns: {e:#}; continuing",
+                    msg.topic,
+                    msg.log_time_ns
+                );
             }
         }
     }

@@ -28,24 +28,123 @@ pub const NODE_NAME: &str = "coin_sorter";
 
 /// Every parameter of the node, with its default: the one place defaults are written.
 pub const PARAMS: &[ParamSpec] = &[
-    ParamSpec { name: "image_topic", default: D::Str("/camera/image_raw"), help: "sensor_msgs/Image topic to classify", dynamic: false },
-    ParamSpec { name: "compressed_topic", default: D::Str("/camera/image_raw/compressed"), help: "sensor_msgs/CompressedImage topic (jpeg, png) to classify", dynamic: false },
-    ParamSpec { name: "model_path", default: D::Str("models/coin_resnet50.pt"), help: "TorchScript model; its metadata is the .json beside it", dynamic: false },
-    ParamSpec { name: "device", default: D::Str("auto"), help: "where the model runs: auto, cpu or cuda", dynamic: false },
-    ParamSpec { name: "num_threads", default: D::Integer(0), help: "CPU threads for the model (0: libtorch's default)", dynamic: false },
-    ParamSpec { name: "min_radius", default: D::Double(DEFAULT_LOCATE.min_radius), help: "smallest coin radius in image pixels", dynamic: true },
-    ParamSpec { name: "max_radius", default: D::Double(DEFAULT_LOCATE.max_radius), help: "largest coin radius in image pixels", dynamic: true },
-    ParamSpec { name: "detect_max_side", default: D::Integer(DEFAULT_LOCATE.max_side as i64), help: "frames are shrunk to this longest side before the circle search", dynamic: true },
-    ParamSpec { name: "circularity", default: D::Double(DEFAULT_LOCATE.circularity), help: "circle perfectness a coin needs, 0..1", dynamic: true },
-    ParamSpec { name: "canny_threshold", default: D::Double(DEFAULT_LOCATE.canny_threshold), help: "upper Canny edge threshold of the circle search", dynamic: true },
-    ParamSpec { name: "max_coins", default: D::Integer(DEFAULT_LOCATE.max_coins as i64), help: "most coins reported per frame", dynamic: true },
-    ParamSpec { name: "confidence_threshold", default: D::Double(0.5), help: "coins classified below this probability go to the reject bin", dynamic: true },
-    ParamSpec { name: "bin_table", default: D::StrArray(&["1c:bin_1c", "2c:bin_2c", "5c:bin_5c", "10c:bin_10c", "20c:bin_20c", "50c:bin_50c", "1e:bin_1e", "2e:bin_2e"]), help: "label:bin for every label the model knows", dynamic: true },
-    ParamSpec { name: "reject_bin", default: D::Str("reject"), help: "bin for unsure coins", dynamic: true },
-    ParamSpec { name: "image_qos_reliability", default: D::Str("best_effort"), help: "image subscription reliability: best_effort or reliable", dynamic: false },
-    ParamSpec { name: "image_qos_depth", default: D::Integer(1), help: "image subscription keep-last depth", dynamic: false },
-    ParamSpec { name: "diagnostics_period", default: D::Double(1.0), help: "seconds between /diagnostics messages", dynamic: false },
-    ParamSpec { name: "log_throttle_period", default: D::Double(5.0), help: "seconds between two log lines about the same kind of bad input", dynamic: false },
+    ParamSpec {
+        name: "image_topic",
+        default: D::Str("/camera/image_raw"),
+        help: "sensor_msgs/Image topic to classify",
+        dynamic: false,
+    },
+    ParamSpec {
+        name: "compressed_topic",
+        default: D::Str("/camera/image_raw/compressed"),
+        help: "sensor_msgs/CompressedImage topic (jpeg, png) to classify",
+        dynamic: false,
+    },
+    ParamSpec {
+        name: "model_path",
+        default: D::Str("models/coin_resnet50.pt"),
+        help: "TorchScript model; its metadata is the .json beside it",
+        dynamic: false,
+    },
+    ParamSpec {
+        name: "device",
+        default: D::Str("auto"),
+        help: "where the model runs: auto, cpu or cuda",
+        dynamic: false,
+    },
+    ParamSpec {
+        name: "num_threads",
+        default: D::Integer(0),
+        help: "CPU threads for the model (0: libtorch's default)",
+        dynamic: false,
+    },
+    ParamSpec {
+        name: "min_radius",
+        default: D::Double(DEFAULT_LOCATE.min_radius),
+        help: "smallest coin radius in image pixels",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "max_radius",
+        default: D::Double(DEFAULT_LOCATE.max_radius),
+        help: "largest coin radius in image pixels",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "detect_max_side",
+        default: D::Integer(DEFAULT_LOCATE.max_side as i64),
+        help: "frames are shrunk to this longest side before the circle search",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "circularity",
+        default: D::Double(DEFAULT_LOCATE.circularity),
+        help: "circle perfectness a coin needs, 0..1",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "canny_threshold",
+        default: D::Double(DEFAULT_LOCATE.canny_threshold),
+        help: "upper Canny edge threshold of the circle search",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "max_coins",
+        default: D::Integer(DEFAULT_LOCATE.max_coins as i64),
+        help: "most coins reported per frame",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "confidence_threshold",
+        default: D::Double(0.5),
+        help: "coins classified below this probability go to the reject bin",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "bin_table",
+        default: D::StrArray(&[
+            "1c:bin_1c",
+            "2c:bin_2c",
+            "5c:bin_5c",
+            "10c:bin_10c",
+            "20c:bin_20c",
+            "50c:bin_50c",
+            "1e:bin_1e",
+            "2e:bin_2e",
+        ]),
+        help: "label:bin for every label the model knows",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "reject_bin",
+        default: D::Str("reject"),
+        help: "bin for unsure coins",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "image_qos_reliability",
+        default: D::Str("best_effort"),
+        help: "image subscription reliability: best_effort or reliable",
+        dynamic: false,
+    },
+    ParamSpec {
+        name: "image_qos_depth",
+        default: D::Integer(1),
+        help: "image subscription keep-last depth",
+        dynamic: false,
+    },
+    ParamSpec {
+        name: "diagnostics_period",
+        default: D::Double(1.0),
+        help: "seconds between /diagnostics messages",
+        dynamic: false,
+    },
+    ParamSpec {
+        name: "log_throttle_period",
+        default: D::Double(5.0),
+        help: "seconds between two log lines about the same kind of bad input",
+        dynamic: false,
+    },
 ];
 
 /// The node's settings, checked and typed.
@@ -64,7 +163,10 @@ pub struct SorterConfig {
 }
 
 fn positive_secs(name: &str, v: f64) -> Result<Duration> {
-    anyhow::ensure!(v.is_finite() && v > 0.0, "{name} {v} must be a positive number of seconds");
+    anyhow::ensure!(
+        v.is_finite() && v > 0.0,
+        "{name} {v} must be a positive number of seconds"
+    );
     Ok(Duration::from_secs_f64(v))
 }
 
@@ -79,12 +181,37 @@ pub fn locate_params(p: &ParamSet) -> Result<LocateParams> {
         max_coins: usize::try_from(p.integer("max_coins")).unwrap_or(0),
         ..DEFAULT_LOCATE
     };
-    anyhow::ensure!(l.min_radius >= 1.0, "min_radius {} must be at least 1", l.min_radius);
-    anyhow::ensure!(l.max_radius > l.min_radius, "max_radius {} must exceed min_radius {}", l.max_radius, l.min_radius);
-    anyhow::ensure!(l.max_side >= 32, "detect_max_side {} must be at least 32", p.integer("detect_max_side"));
-    anyhow::ensure!((0.0..=1.0).contains(&l.circularity), "circularity {} is outside 0..1", l.circularity);
-    anyhow::ensure!(l.canny_threshold > 0.0, "canny_threshold {} must be positive", l.canny_threshold);
-    anyhow::ensure!(l.max_coins >= 1, "max_coins {} must be at least 1", p.integer("max_coins"));
+    anyhow::ensure!(
+        l.min_radius >= 1.0,
+        "min_radius {} must be at least 1",
+        l.min_radius
+    );
+    anyhow::ensure!(
+        l.max_radius > l.min_radius,
+        "max_radius {} must exceed min_radius {}",
+        l.max_radius,
+        l.min_radius
+    );
+    anyhow::ensure!(
+        l.max_side >= 32,
+        "detect_max_side {} must be at least 32",
+        p.integer("detect_max_side")
+    );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&l.circularity),
+        "circularity {} is outside 0..1",
+        l.circularity
+    );
+    anyhow::ensure!(
+        l.canny_threshold > 0.0,
+        "canny_threshold {} must be positive",
+        l.canny_threshold
+    );
+    anyhow::ensure!(
+        l.max_coins >= 1,
+        "max_coins {} must be at least 1",
+        p.integer("max_coins")
+    );
     Ok(l)
 }
 
@@ -98,10 +225,23 @@ impl SorterConfig {
             device: p.string("device").parse()?,
             num_threads: p.integer("num_threads"),
             locate: locate_params(p)?,
-            bins: BinTable::parse(&p.strings("bin_table"), &p.string("reject_bin"), p.double("confidence_threshold"))?,
-            image_qos: qos::image(&p.string("image_qos_reliability"), p.integer("image_qos_depth"))?,
-            diagnostics_period: positive_secs("diagnostics_period", p.double("diagnostics_period"))?,
-            log_throttle_period: positive_secs("log_throttle_period", p.double("log_throttle_period"))?,
+            bins: BinTable::parse(
+                &p.strings("bin_table"),
+                &p.string("reject_bin"),
+                p.double("confidence_threshold"),
+            )?,
+            image_qos: qos::image(
+                &p.string("image_qos_reliability"),
+                p.integer("image_qos_depth"),
+            )?,
+            diagnostics_period: positive_secs(
+                "diagnostics_period",
+                p.double("diagnostics_period"),
+            )?,
+            log_throttle_period: positive_secs(
+                "log_throttle_period",
+                p.double("log_throttle_period"),
+            )?,
         })
     }
 }
@@ -150,12 +290,17 @@ async fn serve(args: RosArgs, cfg: SorterConfig, pipeline: Pipeline) -> Result<(
         let period = cfg.log_throttle_period;
         std::thread::Builder::new()
             .name("classify".into())
-            .spawn(move || classify_loop(pipeline, &latest, &stop, &counters, period, det_pub, cmd_pub))
+            .spawn(move || {
+                classify_loop(
+                    pipeline, &latest, &stop, &counters, period, det_pub, cmd_pub,
+                )
+            })
             .context("cannot start the classification thread")?
     };
 
     let raw_sub = node.subscription::<Image>(&cfg.image_topic, cfg.image_qos.clone())?;
-    let comp_sub = node.subscription::<CompressedImage>(&cfg.compressed_topic, cfg.image_qos.clone())?;
+    let comp_sub =
+        node.subscription::<CompressedImage>(&cfg.compressed_topic, cfg.image_qos.clone())?;
     tracing::info!(
         "{} ready: classifying {} and {}, publishing {} and {}",
         node.fully_qualified_name(),
@@ -183,7 +328,9 @@ async fn serve(args: RosArgs, cfg: SorterConfig, pipeline: Pipeline) -> Result<(
                 Some(Err(e)) => {
                     counters.add("malformed_messages", 1);
                     if let Some(held) = throttle.allow("malformed") {
-                        tracing::warn!("dropped a malformed {topic} message ({e:?}; {held} more since last report); waiting for the next one");
+                        tracing::warn!(
+                            "dropped a malformed {topic} message ({e:?}; {held} more since last report); waiting for the next one"
+                        );
                     }
                 }
                 None => break,
@@ -211,7 +358,12 @@ async fn serve(args: RosArgs, cfg: SorterConfig, pipeline: Pipeline) -> Result<(
         tracing::error!("classification thread panicked");
     }
     let c = counters.snapshot();
-    tracing::info!("stopped after {} frames received, {} processed, {} skipped", c.get("frames_received").unwrap_or(&0), c.get("frames_processed").unwrap_or(&0), c.get("frames_skipped").unwrap_or(&0));
+    tracing::info!(
+        "stopped after {} frames received, {} processed, {} skipped",
+        c.get("frames_received").unwrap_or(&0),
+        c.get("frames_processed").unwrap_or(&0),
+        c.get("frames_skipped").unwrap_or(&0)
+    );
     Ok(())
 }
 
@@ -234,7 +386,13 @@ fn classify_loop(
             Ok(out) => {
                 counters.add("frames_processed", 1);
                 counters.add("coins_detected", out.detections.detections.len() as u64);
-                tracing::debug!("frame {}.{:09}: {} coins in {:?}", stamp.sec, stamp.nanosec, out.commands.len(), out.times.total);
+                tracing::debug!(
+                    "frame {}.{:09}: {} coins in {:?}",
+                    stamp.sec,
+                    stamp.nanosec,
+                    out.commands.len(),
+                    out.times.total
+                );
                 if let Err(e) = det_pub.publish(out.detections) {
                     counters.add("publish_failures", 1);
                     tracing::warn!("could not publish detections: {e:?}");
@@ -254,26 +412,53 @@ fn classify_loop(
                 counters.add("frames_rejected", 1);
                 counters.add(&format!("rejected_{kind}"), 1);
                 if let Some(held) = throttle.allow(kind) {
-                    let more = if held > 0 { format!(" ({held} more of this kind since the last report)") } else { String::new() };
-                    tracing::warn!("dropped {topic} frame stamped {}.{:09}: {e}{more}; waiting for the next frame", stamp.sec, stamp.nanosec);
+                    let more = if held > 0 {
+                        format!(" ({held} more of this kind since the last report)")
+                    } else {
+                        String::new()
+                    };
+                    tracing::warn!(
+                        "dropped {topic} frame stamped {}.{:09}: {e}{more}; waiting for the next frame",
+                        stamp.sec,
+                        stamp.nanosec
+                    );
                 }
             }
         }
     }
 }
 
-fn diagnostics_message(hardware_id: &str, counters: &Counters, cfg: &SorterConfig) -> DiagnosticArray {
+fn diagnostics_message(
+    hardware_id: &str,
+    counters: &Counters,
+    cfg: &SorterConfig,
+) -> DiagnosticArray {
     let c = counters.snapshot();
     let rejected = c.get("frames_rejected").copied().unwrap_or(0);
     let (level, message) = if rejected > 0 {
-        (DiagnosticStatus::WARN, format!("{rejected} bad frames dropped since start"))
+        (
+            DiagnosticStatus::WARN,
+            format!("{rejected} bad frames dropped since start"),
+        )
     } else {
         (DiagnosticStatus::OK, "classifying".to_string())
     };
-    let mut values: Vec<KeyValue> = c.into_iter().map(|(key, v)| KeyValue { key, value: v.to_string() }).collect();
-    values.push(KeyValue { key: "model_path".into(), value: cfg.model_path.display().to_string() });
+    let mut values: Vec<KeyValue> = c
+        .into_iter()
+        .map(|(key, v)| KeyValue {
+            key,
+            value: v.to_string(),
+        })
+        .collect();
+    values.push(KeyValue {
+        key: "model_path".into(),
+        value: cfg.model_path.display().to_string(),
+    });
     DiagnosticArray {
-        header: Header { stamp: Time::now(), frame_id: String::new() },
+        header: Header {
+            stamp: Time::now(),
+            frame_id: String::new(),
+        },
         status: vec![DiagnosticStatus {
             level,
             name: format!("{}: pipeline", hardware_id.trim_start_matches('/')),

@@ -21,9 +21,14 @@ use crate::params::RosArgs;
 pub fn domain_id_from_env() -> Result<u16> {
     match std::env::var("ROS_DOMAIN_ID") {
         Ok(v) if !v.trim().is_empty() => {
-            let id: u16 = v.trim().parse().with_context(|| format!("ROS_DOMAIN_ID {v:?} is not a number"))?;
+            let id: u16 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("ROS_DOMAIN_ID {v:?} is not a number"))?;
             if id > 232 {
-                return Err(anyhow!("ROS_DOMAIN_ID {id} is above 232, the largest DDS allows"));
+                return Err(anyhow!(
+                    "ROS_DOMAIN_ID {id} is above 232, the largest DDS allows"
+                ));
             }
             Ok(id)
         }
@@ -51,28 +56,44 @@ impl RosNode {
 
     /// Like [`RosNode::new`] on an explicit DDS domain.
     pub fn in_domain(default_name: &str, args: &RosArgs, domain: u16) -> Result<Self> {
-        let name = args.node_name.clone().unwrap_or_else(|| default_name.to_string());
+        let name = args
+            .node_name
+            .clone()
+            .unwrap_or_else(|| default_name.to_string());
         let namespace = names::normalise_namespace(args.namespace.as_deref().unwrap_or("/"))?;
         let context = Context::with_options(ContextOptions::new().domain_id(domain))
             .map_err(|e| anyhow!("cannot start DDS on domain {domain}: {e:?}"))?;
         let mut node = context
             .new_node(
-                NodeName::new(&namespace, &name).map_err(|e| anyhow!("bad node name {name:?}: {e:?}"))?,
+                NodeName::new(&namespace, &name)
+                    .map_err(|e| anyhow!("bad node name {name:?}: {e:?}"))?,
                 NodeOptions::new().enable_rosout(true),
             )
             .map_err(|e| anyhow!("cannot create node {name}: {e:?}"))?;
-        let spinner = node.spinner().map_err(|e| anyhow!("cannot start spinner: {e:?}"))?;
+        let spinner = node
+            .spinner()
+            .map_err(|e| anyhow!("cannot start spinner: {e:?}"))?;
         tokio::spawn(async move {
             if let Err(e) = spinner.spin().await {
                 tracing::error!("ROS 2 spinner stopped: {e:?}; graph events are no longer seen");
             }
         });
-        Ok(Self { node, name, namespace, remaps: args.remaps.clone(), _context: context })
+        Ok(Self {
+            node,
+            name,
+            namespace,
+            remaps: args.remaps.clone(),
+            _context: context,
+        })
     }
 
     /// The node's fully qualified name, `/ns/name`.
     pub fn fully_qualified_name(&self) -> String {
-        if self.namespace == "/" { format!("/{}", self.name) } else { format!("{}/{}", self.namespace, self.name) }
+        if self.namespace == "/" {
+            format!("/{}", self.name)
+        } else {
+            format!("{}/{}", self.namespace, self.name)
+        }
     }
 
     /// Resolves a topic name for this node (see [`names::resolve`]).
@@ -80,7 +101,11 @@ impl RosNode {
         names::resolve(topic, &self.namespace, &self.name, &self.remaps)
     }
 
-    fn topic<T: RosMessage>(&self, topic: &str, qos: &QosProfile) -> Result<(String, ros2_client::dds::rustdds::Topic)> {
+    fn topic<T: RosMessage>(
+        &self,
+        topic: &str,
+        qos: &QosProfile,
+    ) -> Result<(String, ros2_client::dds::rustdds::Topic)> {
         let full = self.resolve(topic)?;
         let name = Name::parse(&full).map_err(|e| anyhow!("bad topic name {full:?}: {e:?}"))?;
         let t = self
@@ -91,7 +116,11 @@ impl RosNode {
     }
 
     /// A publisher of `T` on `topic` (resolved and remapped).
-    pub fn publisher<T: RosMessage>(&mut self, topic: &str, qos: QosProfile) -> Result<Publisher<T>> {
+    pub fn publisher<T: RosMessage>(
+        &mut self,
+        topic: &str,
+        qos: QosProfile,
+    ) -> Result<Publisher<T>> {
         let (full, t) = self.topic::<T>(topic, &qos)?;
         self.node
             .create_publisher::<T>(&t, Some(qos))
@@ -99,7 +128,11 @@ impl RosNode {
     }
 
     /// A subscription to `T` on `topic` (resolved and remapped).
-    pub fn subscription<T: RosMessage>(&mut self, topic: &str, qos: QosProfile) -> Result<Subscription<T>> {
+    pub fn subscription<T: RosMessage>(
+        &mut self,
+        topic: &str,
+        qos: QosProfile,
+    ) -> Result<Subscription<T>> {
         let (full, t) = self.topic::<T>(topic, &qos)?;
         self.node
             .create_subscription::<T>(&t, Some(qos))
@@ -108,7 +141,12 @@ impl RosNode {
 
     /// Waits until `topic` (resolved) has at least `n` subscriptions, or `timeout` passes;
     /// returns the count seen last.
-    pub async fn wait_for_subscribers(&self, topic: &str, n: usize, timeout: Duration) -> Result<usize> {
+    pub async fn wait_for_subscribers(
+        &self,
+        topic: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<usize> {
         let full = self.resolve(topic)?;
         let deadline = Instant::now() + timeout;
         loop {
@@ -140,7 +178,10 @@ impl Counters {
 
     /// The current value of `key` (0 when never counted).
     pub fn get(&self, key: &str) -> u64 {
-        self.0.lock().map(|m| m.get(key).copied().unwrap_or(0)).unwrap_or(0)
+        self.0
+            .lock()
+            .map(|m| m.get(key).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     /// A copy of all counters.

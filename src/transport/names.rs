@@ -4,7 +4,12 @@ use anyhow::{Result, bail};
 
 /// Resolves `name` for the node `/ns/node` and applies `remaps` (first match wins). A remap
 /// rule matches the name as written or as resolved; its target is resolved the same way.
-pub fn resolve(name: &str, namespace: &str, node: &str, remaps: &[(String, String)]) -> Result<String> {
+pub fn resolve(
+    name: &str,
+    namespace: &str,
+    node: &str,
+    remaps: &[(String, String)],
+) -> Result<String> {
     let resolved = expand(name, namespace, node)?;
     for (from, to) in remaps {
         if from == name || expand(from, namespace, node).is_ok_and(|f| f == resolved) {
@@ -54,12 +59,27 @@ mod tests {
     #[test]
     fn names_resolve_like_rcl() {
         let r = vec![("/camera/image_raw".to_string(), "/cam2/image".to_string())];
-        assert_eq!(resolve("~/detections", "/robot", "sorter", &r).unwrap(), "/robot/sorter/detections");
-        assert_eq!(resolve("~/detections", "/", "sorter", &[]).unwrap(), "/sorter/detections");
-        assert_eq!(resolve("image", "/robot", "sorter", &[]).unwrap(), "/robot/image");
-        assert_eq!(resolve("/camera/image_raw", "/", "s", &r).unwrap(), "/cam2/image");
+        assert_eq!(
+            resolve("~/detections", "/robot", "sorter", &r).unwrap(),
+            "/robot/sorter/detections"
+        );
+        assert_eq!(
+            resolve("~/detections", "/", "sorter", &[]).unwrap(),
+            "/sorter/detections"
+        );
+        assert_eq!(
+            resolve("image", "/robot", "sorter", &[]).unwrap(),
+            "/robot/image"
+        );
+        assert_eq!(
+            resolve("/camera/image_raw", "/", "s", &r).unwrap(),
+            "/cam2/image"
+        );
         let r = vec![("~/sort_commands".to_string(), "/bins/cmd".to_string())];
-        assert_eq!(resolve("~/sort_commands", "/", "s", &r).unwrap(), "/bins/cmd");
+        assert_eq!(
+            resolve("~/sort_commands", "/", "s", &r).unwrap(),
+            "/bins/cmd"
+        );
         assert!(resolve("/bad name", "/", "s", &[]).is_err());
         assert_eq!(normalise_namespace("robot/").unwrap(), "/robot");
         assert_eq!(normalise_namespace("/").unwrap(), "/");
