@@ -246,10 +246,13 @@ async fn listen_and_play(
         }
         anyhow::Ok(report)
     };
-    tokio::select! {
+    let result = tokio::select! {
         r = play => r,
-        _ = listen => bail!("the demo's subscriptions closed early"),
-    }
+        _ = listen => Err(anyhow::anyhow!("the demo's subscriptions closed early")),
+    };
+    drop((det_sub, state_sub, diag_sub));
+    node.shutdown().await;
+    result
 }
 
 fn print_frame(d: &CoinDetectionArray, truth: Option<&score::TruthFrame>) {

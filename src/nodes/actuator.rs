@@ -104,23 +104,39 @@ pub fn run(args: RosArgs, params: ParamSet) -> Result<()> {
             ),
             None => None,
         };
-        tracing::info!("{} ready: executing {}", node.fully_qualified_name(), node.resolve(&topic)?);
+        tracing::info!(
+            "{} ready: executing {}",
+            node.fully_qualified_name(),
+            node.resolve(&topic)?
+        );
         let mut counts = BinCounts::default();
-        let mut stream = std::pin::pin!(sub.async_stream());
         let execute = async {
+            let mut stream = std::pin::pin!(sub.async_stream());
             while let Some(r) = stream.next().await {
                 let cmd = match r {
                     Ok((cmd, _)) => cmd,
                     Err(e) => {
-                        tracing::warn!("dropped a malformed sort command ({e:?}); waiting for the next");
+                        tracing::warn!(
+                            "dropped a malformed sort command ({e:?}); waiting for the next"
+                        );
                         continue;
                     }
                 };
                 if !counts.record(&cmd) {
-                    tracing::warn!("coin {} of frame {} was already moved; ignoring the repeat", cmd.coin_id, cmd.header.stamp.as_nanos());
+                    tracing::warn!(
+                        "coin {} of frame {} was already moved; ignoring the repeat",
+                        cmd.coin_id,
+                        cmd.header.stamp.as_nanos()
+                    );
                     continue;
                 }
-                tracing::info!("move coin {} ({}, {:.2}) to bin {}", cmd.coin_id, cmd.label, cmd.confidence, cmd.bin);
+                tracing::info!(
+                    "move coin {} ({}, {:.2}) to bin {}",
+                    cmd.coin_id,
+                    cmd.label,
+                    cmd.confidence,
+                    cmd.bin
+                );
                 if let Some(f) = log.as_mut() {
                     let line = serde_json::json!({
                         "coin_id": cmd.coin_id, "label": cmd.label, "bin": cmd.bin,
@@ -137,9 +153,12 @@ pub fn run(args: RosArgs, params: ParamSet) -> Result<()> {
             }
         };
         tokio::select! {
-            _ = super::shutdown_signal() => tracing::info!("shutdown requested; {} moves done", counts.received),
+            _ = super::shutdown_signal() => tracing::info!("shutdown requested; stopping"),
             _ = execute => tracing::warn!("command subscription closed; stopping"),
         }
+        tracing::info!("{} moves done", counts.received);
+        drop((sub, state_pub));
+        node.shutdown().await;
         Ok(())
     })
 }

@@ -246,6 +246,18 @@ impl SorterConfig {
     }
 }
 
+/// Counters reported on /diagnostics from start-up, so a zero is shown rather than missing.
+const COUNTERS: &[&str] = &[
+    "frames_received",
+    "frames_processed",
+    "frames_skipped",
+    "frames_rejected",
+    "coins_detected",
+    "sort_commands_sent",
+    "malformed_messages",
+    "publish_failures",
+];
+
 /// A received frame and where it came from.
 struct Arrival {
     frame: Frame,
@@ -281,7 +293,7 @@ async fn serve(args: RosArgs, cfg: SorterConfig, pipeline: Pipeline) -> Result<(
     let det_pub = node.publisher::<CoinDetectionArray>("~/detections", qos::output())?;
     let cmd_pub = node.publisher::<SortCommand>("~/sort_commands", qos::output())?;
     let diag_pub = node.publisher::<DiagnosticArray>("/diagnostics", qos::output())?;
-    let counters = Counters::default();
+    let counters = Counters::with_keys(COUNTERS);
     let latest = Arc::new(Latest::<Arrival>::new());
     let stop = Arc::new(AtomicBool::new(false));
 
@@ -360,10 +372,12 @@ async fn serve(args: RosArgs, cfg: SorterConfig, pipeline: Pipeline) -> Result<(
     let c = counters.snapshot();
     tracing::info!(
         "stopped after {} frames received, {} processed, {} skipped",
-        c.get("frames_received").unwrap_or(&0),
-        c.get("frames_processed").unwrap_or(&0),
-        c.get("frames_skipped").unwrap_or(&0)
+        c["frames_received"],
+        c["frames_processed"],
+        c["frames_skipped"]
     );
+    drop((raw_sub, comp_sub, diag_pub));
+    node.shutdown().await;
     Ok(())
 }
 

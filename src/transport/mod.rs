@@ -43,6 +43,7 @@ pub struct RosNode {
     name: String,
     namespace: String,
     remaps: Vec<(String, String)>,
+    spinner: Option<tokio::task::JoinHandle<()>>,
     _context: Context,
 }
 
@@ -73,7 +74,7 @@ impl RosNode {
         let spinner = node
             .spinner()
             .map_err(|e| anyhow!("cannot start spinner: {e:?}"))?;
-        tokio::spawn(async move {
+        let spinner = tokio::spawn(async move {
             if let Err(e) = spinner.spin().await {
                 tracing::error!("ROS 2 spinner stopped: {e:?}; graph events are no longer seen");
             }
@@ -83,8 +84,32 @@ impl RosNode {
             name,
             namespace,
             remaps: args.remaps.clone(),
+            spinner: Some(spinner),
             _context: context,
         })
+    }
+
+    /// Leaves the graph in order: the spinner (which owns the node's service endpoints)
+    /// stops before the DDS participant goes, so peers are told and nothing is torn down
+    /// twice. Publishers and subscriptions should be dropped before calling this.
+    pub async fn shutdown(self) {
+        let Self {
+            node,
+            spinner,
+            _context: context,
+            ..
+        } = self;
+        // Dropping the node is what tells its spinner to stop.
+        drop(node);
+        if let Some(handle) = spinner {
+            if tokio::time::timeout(Duration::from_secs(2), handle)
+                .await
+                .is_err()
+            {
+                tracing::warn!("ROS 2 spinner did not stop within 2 s; leaving anyway");
+            }
+        }
+        drop(context);
     }
 
     /// The node's fully qualified name, `/ns/name`.
@@ -169,6 +194,13 @@ impl RosNode {
 pub struct Counters(Arc<Mutex<BTreeMap<String, u64>>>);
 
 impl Counters {
+    /// Counters that start at zero for each of `keys`.
+    pub fn with_keys(keys: &[&str]) -> Self {
+        Self(Arc::new(Mutex::new(
+            keys.iter().map(|k| (k.to_string(), 0)).collect(),
+        )))
+    }
+
     /// Adds `n` to counter `key`.
     pub fn add(&self, key: &str, n: u64) {
         if let Ok(mut m) = self.0.lock() {
