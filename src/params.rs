@@ -36,7 +36,12 @@ impl ParamValue {
     /// Integers are accepted where doubles are expected, as ROS 2 does for files.
     fn from_yaml_like(v: &serde_yaml::Value, like: &ParamValue) -> Result<Self, String> {
         use serde_yaml::Value as Y;
-        let got = || format!("{}", serde_yaml::to_string(v).unwrap_or_default().trim());
+        let got = || {
+            serde_yaml::to_string(v)
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
         Ok(match (like, v) {
             (Self::Bool(_), Y::Bool(b)) => Self::Bool(*b),
             (Self::Integer(_), Y::Number(n)) if n.is_i64() => {

@@ -102,7 +102,7 @@ impl Classifier {
         if crops.is_empty() {
             return Ok(Vec::new());
         }
-        if crops.len() % per != 0 {
+        if !crops.len().is_multiple_of(per) {
             bail!(
                 "crop buffer of {} bytes is not a whole number of {s}x{s} RGB crops",
                 crops.len()

@@ -54,10 +54,10 @@ impl BinCounts {
             return false;
         }
         self.seen_order.push_back(key);
-        if self.seen_order.len() > REMEMBERED_COMMANDS {
-            if let Some(old) = self.seen_order.pop_front() {
-                self.seen.remove(&old);
-            }
+        if self.seen_order.len() > REMEMBERED_COMMANDS
+            && let Some(old) = self.seen_order.pop_front()
+        {
+            self.seen.remove(&old);
         }
         self.received += 1;
         if !self.counts.contains_key(&cmd.bin) {

@@ -101,13 +101,12 @@ impl RosNode {
         } = self;
         // Dropping the node is what tells its spinner to stop.
         drop(node);
-        if let Some(handle) = spinner {
-            if tokio::time::timeout(Duration::from_secs(2), handle)
+        if let Some(handle) = spinner
+            && tokio::time::timeout(Duration::from_secs(2), handle)
                 .await
                 .is_err()
-            {
-                tracing::warn!("ROS 2 spinner did not stop within 2 s; leaving anyway");
-            }
+        {
+            tracing::warn!("ROS 2 spinner did not stop within 2 s; leaving anyway");
         }
         drop(context);
     }
