@@ -1,7 +1,9 @@
 //! Training on real coin crops, export to TorchScript, and the split and seed guarantees.
 
+mod common;
+
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use coin_sorter::classify::metadata::ModelMetadata;
@@ -20,35 +22,11 @@ const SIDE: u32 = 32;
 /// draw from each other's stream.
 static TORCH_RNG: Mutex<()> = Mutex::new(());
 
-/// Copies the first three crops of the first two photos of each of [`CLASSES`] into a
+/// The first three crops of the first two photos of each of [`CLASSES`] as a
 /// class-per-folder set: 18 real images, 6 photos.
 fn small_set() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for class in CLASSES {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(Path::new(COINS).join(class))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        let mut photos: Vec<String> = Vec::new();
-        let dst = dir.path().join(class);
-        std::fs::create_dir(&dst).unwrap();
-        let mut per_photo = std::collections::HashMap::<String, usize>::new();
-        for f in files {
-            let group = coin_sorter::train::dataset::group_id(&f);
-            if !photos.contains(&group) {
-                if photos.len() == 2 {
-                    continue;
-                }
-                photos.push(group.clone());
-            }
-            let n = per_photo.entry(group).or_default();
-            if *n < 3 {
-                *n += 1;
-                std::fs::copy(&f, dst.join(f.file_name().unwrap())).unwrap();
-            }
-        }
-    }
+    common::coins_subset(dir.path(), &CLASSES, 2, 3);
     dir
 }
 

@@ -97,20 +97,19 @@ pub fn photo_scenes() -> Vec<(PathBuf, Vec<Labelled>)> {
         .collect()
 }
 
-/// Builds a tiny 8-class model (ResNet-50 structure, base width 8, 32 px input) trained for
-/// two steps on two crops of two photos per class of `coins-mobile`, in `dir`. Its answers are
-/// poor but deterministic, which is what transport tests need.
-pub fn tiny_model(dir: &Path) -> PathBuf {
-    let data = dir.join("tiny_set");
+/// Copies the first `per_photo` crops of the first `photos` source photos of each class in
+/// `classes` (all classes when empty) of `coins-mobile` into a class-per-folder set in `dst`.
+pub fn coins_subset(dst: &Path, classes: &[&str], photos: usize, per_photo: usize) {
     let src = shared_data().join("coins-mobile");
-    let mut classes: Vec<PathBuf> = std::fs::read_dir(&src)
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&src)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    classes.sort();
-    for class in classes {
-        let dst = data.join(class.file_name().unwrap());
-        std::fs::create_dir_all(&dst).unwrap();
+    dirs.sort();
+    dirs.retain(|d| classes.is_empty() || classes.iter().any(|c| d.ends_with(c)));
+    for class in dirs {
+        let out = dst.join(class.file_name().unwrap());
+        std::fs::create_dir_all(&out).unwrap();
         let mut files: Vec<PathBuf> = std::fs::read_dir(&class)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -121,18 +120,26 @@ pub fn tiny_model(dir: &Path) -> PathBuf {
         for f in files {
             let g = coin_sorter::train::dataset::group_id(&f);
             if !groups.contains(&g) {
-                if groups.len() == 2 {
+                if groups.len() == photos {
                     continue;
                 }
                 groups.push(g.clone());
             }
             let n = per_group.entry(g).or_default();
-            if *n < 2 {
+            if *n < per_photo {
                 *n += 1;
-                std::fs::copy(&f, dst.join(f.file_name().unwrap())).unwrap();
+                std::fs::copy(&f, out.join(f.file_name().unwrap())).unwrap();
             }
         }
     }
+}
+
+/// Builds a tiny 8-class model (ResNet-50 structure, base width 8, 32 px input) trained for
+/// two steps on two crops of two photos per class of `coins-mobile`, in `dir`. Its answers are
+/// poor but deterministic, which is what transport tests need.
+pub fn tiny_model(dir: &Path) -> PathBuf {
+    let data = dir.join("tiny_set");
+    coins_subset(&data, &[], 2, 2);
     let mut args = coin_sorter::train::TrainArgs::new(data);
     args.out = dir.join("tiny.pt");
     args.input_size = 32;
