@@ -44,20 +44,13 @@ impl BinTable {
                 bail!("bin_table names label {label:?} twice");
             }
         }
-        Ok(Self {
-            bins,
-            reject_bin: reject_bin.to_string(),
-            threshold: threshold as f32,
-        })
+        Ok(Self { bins, reject_bin: reject_bin.to_string(), threshold: threshold as f32 })
     }
 
     /// Fails, naming them, when some of the model's labels have no bin.
     pub fn check_labels(&self, labels: &[String]) -> Result<()> {
-        let missing: Vec<&str> = labels
-            .iter()
-            .filter(|l| !self.bins.contains_key(*l))
-            .map(String::as_str)
-            .collect();
+        let missing: Vec<&str> =
+            labels.iter().filter(|l| !self.bins.contains_key(*l)).map(String::as_str).collect();
         if !missing.is_empty() {
             bail!("bin_table has no bin for model labels {missing:?}");
         }
@@ -67,14 +60,10 @@ impl BinTable {
     /// The bin for a coin classified as `label` with `confidence`.
     pub fn decide(&self, label: &str, confidence: f32) -> Decision {
         match self.bins.get(label) {
-            Some(bin) if confidence >= self.threshold => Decision {
-                bin: bin.clone(),
-                rejected: false,
-            },
-            _ => Decision {
-                bin: self.reject_bin.clone(),
-                rejected: true,
-            },
+            Some(bin) if confidence >= self.threshold => {
+                Decision { bin: bin.clone(), rejected: false }
+            }
+            _ => Decision { bin: self.reject_bin.clone(), rejected: true },
         }
     }
 
@@ -95,48 +84,19 @@ mod tests {
     #[test]
     fn confident_coins_go_to_their_bin_and_unsure_ones_to_reject() {
         let t = table();
-        assert_eq!(
-            t.decide("1e", 0.6),
-            Decision {
-                bin: "euro".into(),
-                rejected: false
-            }
-        );
-        assert_eq!(
-            t.decide("2c", 0.9),
-            Decision {
-                bin: "copper".into(),
-                rejected: false
-            }
-        );
-        assert_eq!(
-            t.decide("1e", 0.59),
-            Decision {
-                bin: "reject".into(),
-                rejected: true
-            }
-        );
-        assert_eq!(
-            t.decide("5c", 0.99),
-            Decision {
-                bin: "reject".into(),
-                rejected: true
-            }
-        );
+        assert_eq!(t.decide("1e", 0.6), Decision { bin: "euro".into(), rejected: false });
+        assert_eq!(t.decide("2c", 0.9), Decision { bin: "copper".into(), rejected: false });
+        assert_eq!(t.decide("1e", 0.59), Decision { bin: "reject".into(), rejected: true });
+        assert_eq!(t.decide("5c", 0.99), Decision { bin: "reject".into(), rejected: true });
     }
 
     #[test]
     fn bad_tables_are_refused_with_the_entry() {
-        let err = BinTable::parse(&["1e".into()], "r", 0.5)
-            .unwrap_err()
-            .to_string();
+        let err = BinTable::parse(&["1e".into()], "r", 0.5).unwrap_err().to_string();
         assert!(err.contains("\"1e\""), "{err}");
         assert!(BinTable::parse(&["1e:a".into(), "1e:b".into()], "r", 0.5).is_err());
         assert!(BinTable::parse(&[], "r", 1.5).is_err());
-        let err = table()
-            .check_labels(&["1e".into(), "50c".into()])
-            .unwrap_err()
-            .to_string();
+        let err = table().check_labels(&["1e".into(), "50c".into()]).unwrap_err().to_string();
         assert!(err.contains("50c"), "{err}");
     }
 }

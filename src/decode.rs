@@ -21,11 +21,7 @@ pub enum DecodeError {
     #[error("unsupported image encoding {0:?} (supported: bgr8, rgb8, bgra8, rgba8, mono8)")]
     UnknownEncoding(String),
     #[error("image step {step} is smaller than width {width} x {bytes_per_pixel} bytes per pixel")]
-    StepTooSmall {
-        step: u32,
-        width: u32,
-        bytes_per_pixel: u32,
-    },
+    StepTooSmall { step: u32, width: u32, bytes_per_pixel: u32 },
     #[error("image data has {got} bytes, step*height needs {need}")]
     DataTooShort { got: usize, need: usize },
     #[error("image of {width}x{height} is larger than the {max} pixel limit")]
@@ -33,10 +29,7 @@ pub enum DecodeError {
     #[error("compressed image format {0:?} is neither JPEG nor PNG")]
     UnknownFormat(String),
     #[error("compressed {format} image is corrupt: {reason}")]
-    Corrupt {
-        format: &'static str,
-        reason: String,
-    },
+    Corrupt { format: &'static str, reason: String },
 }
 
 impl DecodeError {
@@ -92,11 +85,7 @@ fn check_size(width: u32, height: u32) -> Result<(), DecodeError> {
         return Err(DecodeError::ZeroSize { width, height });
     }
     if width as u64 * height as u64 > MAX_PIXELS {
-        return Err(DecodeError::TooLarge {
-            width,
-            height,
-            max: MAX_PIXELS,
-        });
+        return Err(DecodeError::TooLarge { width, height, max: MAX_PIXELS });
     }
     Ok(())
 }
@@ -117,37 +106,24 @@ pub fn decode_image(msg: &Image) -> Result<RgbImage, DecodeError> {
     }
     let need = msg.step as usize * msg.height as usize;
     if msg.data.len() < need {
-        return Err(DecodeError::DataTooShort {
-            got: msg.data.len(),
-            need,
-        });
+        return Err(DecodeError::DataTooShort { got: msg.data.len(), need });
     }
     let mut out = Vec::with_capacity(msg.width as usize * msg.height as usize * 3);
-    for row in msg
-        .data
-        .chunks_exact(msg.step as usize)
-        .take(msg.height as usize)
-    {
+    for row in msg.data.chunks_exact(msg.step as usize).take(msg.height as usize) {
         let row = &row[..row_bytes];
         match layout {
             Layout::Rgb => out.extend_from_slice(row),
-            Layout::Bgr => row
-                .chunks_exact(3)
-                .for_each(|p| out.extend_from_slice(&[p[2], p[1], p[0]])),
-            Layout::Rgba => row
-                .chunks_exact(4)
-                .for_each(|p| out.extend_from_slice(&p[..3])),
-            Layout::Bgra => row
-                .chunks_exact(4)
-                .for_each(|p| out.extend_from_slice(&[p[2], p[1], p[0]])),
+            Layout::Bgr => {
+                row.chunks_exact(3).for_each(|p| out.extend_from_slice(&[p[2], p[1], p[0]]))
+            }
+            Layout::Rgba => row.chunks_exact(4).for_each(|p| out.extend_from_slice(&p[..3])),
+            Layout::Bgra => {
+                row.chunks_exact(4).for_each(|p| out.extend_from_slice(&[p[2], p[1], p[0]]))
+            }
             Layout::Mono => row.iter().for_each(|&v| out.extend_from_slice(&[v, v, v])),
         }
     }
-    Ok(RgbImage {
-        width: msg.width,
-        height: msg.height,
-        data: out,
-    })
+    Ok(RgbImage { width: msg.width, height: msg.height, data: out })
 }
 
 /// Decodes a `sensor_msgs/CompressedImage` holding a JPEG or PNG file.
@@ -166,15 +142,10 @@ pub fn decode_compressed(msg: &CompressedImage) -> Result<RgbImage, DecodeError>
         // The decoder fills a cut-off scan with grey instead of failing; a frame cut short in
         // transit must not be classified as if it were whole.
         let reason = "no end-of-image marker: the data is cut short".to_string();
-        return Err(DecodeError::Corrupt {
-            format: name,
-            reason,
-        });
+        return Err(DecodeError::Corrupt { format: name, reason });
     }
-    let corrupt = |e: image::ImageError| DecodeError::Corrupt {
-        format: name,
-        reason: e.to_string(),
-    };
+    let corrupt =
+        |e: image::ImageError| DecodeError::Corrupt { format: name, reason: e.to_string() };
     let mut reader = image::ImageReader::with_format(std::io::Cursor::new(&msg.data[..]), format);
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(MAX_PIXELS * 4 + (64 << 20));
@@ -183,11 +154,7 @@ pub fn decode_compressed(msg: &CompressedImage) -> Result<RgbImage, DecodeError>
     check_size(img.width(), img.height())?;
     let rgb = img.into_rgb8();
     let (width, height) = rgb.dimensions();
-    Ok(RgbImage {
-        width,
-        height,
-        data: rgb.into_raw(),
-    })
+    Ok(RgbImage { width, height, data: rgb.into_raw() })
 }
 
 /// Whether JPEG data ends with the EOI marker `FF D9`, ignoring zero padding some encoders add.

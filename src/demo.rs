@@ -83,10 +83,7 @@ impl Drop for NodeProcess {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        tracing::warn!(
-            "{} did not stop within 5 s of SIGINT; killing it",
-            self.name
-        );
+        tracing::warn!("{} did not stop within 5 s of SIGINT; killing it", self.name);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -96,11 +93,7 @@ fn sibling_exe(name: &str) -> Result<PathBuf> {
     let me = std::env::current_exe().context("cannot find the running executable")?;
     let p = me.with_file_name(name);
     if !p.is_file() {
-        bail!(
-            "{} not found next to {}; build all binaries first",
-            name,
-            me.display()
-        );
+        bail!("{} not found next to {}; build all binaries first", name, me.display());
     }
     Ok(p)
 }
@@ -108,44 +101,26 @@ fn sibling_exe(name: &str) -> Result<PathBuf> {
 /// Runs the demo; the model must exist (the CLI trains it first when missing).
 pub fn run(args: &DemoArgs) -> Result<()> {
     netns::require_loopback_only("the demo")?;
-    let bag = if args.bag.is_absolute() {
-        args.bag.clone()
-    } else {
-        args.data.join(&args.bag)
-    };
+    let bag = if args.bag.is_absolute() { args.bag.clone() } else { args.data.join(&args.bag) };
     let truth = score::read_ground_truth(&bag.join("ground_truth.jsonl"))?;
     let model = std::fs::canonicalize(&args.model)
         .with_context(|| format!("model {} does not exist", args.model.display()))?;
     let mut node_args = vec!["--ros-args".to_string()];
     if args.params_file.exists() {
-        node_args.extend([
-            "--params-file".to_string(),
-            args.params_file.display().to_string(),
-        ]);
+        node_args.extend(["--params-file".to_string(), args.params_file.display().to_string()]);
     }
     node_args.extend(["-p".to_string(), format!("model_path:={}", model.display())]);
     let mut actuator = NodeProcess::spawn("actuator", &sibling_exe("coin_sorter_actuator")?, &[])?;
     let mut sorter = NodeProcess::spawn("sorter", &sibling_exe("coin_sorter_node")?, &node_args)?;
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let result = rt.block_on(listen_and_play(
-        args,
-        &bag,
-        &truth,
-        seen.clone(),
-        &mut sorter,
-        &mut actuator,
-    ));
+    let result =
+        rt.block_on(listen_and_play(args, &bag, &truth, seen.clone(), &mut sorter, &mut actuator));
     drop(sorter);
     drop(actuator);
     let report = result?;
-    let seen = seen
-        .lock()
-        .map_err(|_| anyhow::anyhow!("listener state poisoned"))?;
+    let seen = seen.lock().map_err(|_| anyhow::anyhow!("listener state poisoned"))?;
     print_summary(&report, &seen, &truth);
     Ok(())
 }
@@ -226,10 +201,7 @@ async fn listen_and_play(
                             .and_then(|v| v.parse::<u64>().ok())
                             .unwrap_or(0);
                     let coins: usize = s.frames.values().map(|f| f.detections.len()).sum();
-                    let moved = s
-                        .actuator
-                        .as_ref()
-                        .map_or(0, |a| a.commands_received as usize);
+                    let moved = s.actuator.as_ref().map_or(0, |a| a.commands_received as usize);
                     handled >= published
                         && s.frames.len() as u64
                             >= s.diagnostics
@@ -279,30 +251,16 @@ fn print_summary(report: &player::PlayReport, seen: &Seen, truth: &[score::Truth
             tally.add(&f.coins, &d.detections);
         }
     }
-    let counter = |k: &str| {
-        seen.diagnostics
-            .get(k)
-            .cloned()
-            .unwrap_or_else(|| "?".into())
-    };
+    let counter = |k: &str| seen.diagnostics.get(k).cloned().unwrap_or_else(|| "?".into());
     let coins: usize = seen.frames.values().map(|f| f.detections.len()).sum();
     println!("\n=== coin_sorter demo summary ===");
     println!("frames published by the player:   {published}");
-    println!(
-        "frames received by the node:       {}",
-        counter("frames_received")
-    );
-    println!(
-        "frames skipped (newer one waiting): {}",
-        counter("frames_skipped")
-    );
+    println!("frames received by the node:       {}", counter("frames_received"));
+    println!("frames skipped (newer one waiting): {}", counter("frames_skipped"));
     println!("frames with detections received:   {}", seen.frames.len());
     println!("coins found:                       {coins}");
     println!("labelled coins in those frames:    {}", tally.labelled);
-    println!(
-        "labelled coins matched:            {} (centre within half a radius)",
-        tally.matched
-    );
+    println!("labelled coins matched:            {} (centre within half a radius)", tally.matched);
     match tally.accuracy() {
         Some(a) => println!(
             "accuracy on matched coins:         {:.1}% ({}/{})",
@@ -314,12 +272,8 @@ fn print_summary(report: &player::PlayReport, seen: &Seen, truth: &[score::Truth
     }
     match &seen.actuator {
         Some(a) => {
-            let bins: Vec<String> = a
-                .bins
-                .iter()
-                .zip(&a.counts)
-                .map(|(b, n)| format!("{b}={n}"))
-                .collect();
+            let bins: Vec<String> =
+                a.bins.iter().zip(&a.counts).map(|(b, n)| format!("{b}={n}")).collect();
             println!(
                 "sort commands the actuator received: {} [{}]",
                 a.commands_received,

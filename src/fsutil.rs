@@ -40,16 +40,12 @@ pub fn write_atomic_with(
         let mut w = std::io::BufWriter::new(file);
         fill(&mut w).with_context(|| format!("cannot write {}", tmp.display()))?;
         let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()
-            .with_context(|| format!("cannot sync {}", tmp.display()))?;
+        file.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
         Ok(())
     })
 }
 
 fn temp_path(path: &Path) -> std::path::PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp.{}", std::process::id()))
 }

@@ -64,11 +64,7 @@ pub fn locate(img: &RgbImage, p: &LocateParams) -> Result<Vec<Circle>> {
     let src = Mat::new_rows_cols_with_data(img.height as i32, img.width as i32, &grey)
         .context("cannot wrap the frame for OpenCV")?;
     let longest = img.width.max(img.height) as f64;
-    let scale = if longest > p.max_side as f64 {
-        p.max_side as f64 / longest
-    } else {
-        1.0
-    };
+    let scale = if longest > p.max_side as f64 { p.max_side as f64 / longest } else { 1.0 };
     let mut small = Mat::default();
     if scale < 1.0 {
         let size = Size::new(
@@ -84,9 +80,7 @@ pub fn locate(img: &RgbImage, p: &LocateParams) -> Result<Vec<Circle>> {
 
     let min_r = (p.min_radius * scale).max(1.0);
     let max_r = (p.max_radius * scale).max(min_r + 1.0);
-    let max_r = max_r
-        .min(small.rows().min(small.cols()) as f64 / 2.0 + 2.0)
-        .max(min_r + 1.0);
+    let max_r = max_r.min(small.rows().min(small.cols()) as f64 / 2.0 + 2.0).max(min_r + 1.0);
     let mut found = Vector::<Vec3f>::new();
     imgproc::hough_circles(
         &blurred,
@@ -101,11 +95,7 @@ pub fn locate(img: &RgbImage, p: &LocateParams) -> Result<Vec<Circle>> {
     )?;
     let mut circles: Vec<Circle> = found
         .iter()
-        .map(|c| Circle {
-            x: c[0] / scale as f32,
-            y: c[1] / scale as f32,
-            r: c[2] / scale as f32,
-        })
+        .map(|c| Circle { x: c[0] / scale as f32, y: c[1] / scale as f32, r: c[2] / scale as f32 })
         .collect();
     circles.retain(|c| c.r as f64 >= p.min_radius * 0.9 && c.r as f64 <= p.max_radius * 1.1);
     let circles = suppress_overlaps(circles, p.min_separation);

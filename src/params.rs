@@ -36,12 +36,7 @@ impl ParamValue {
     /// Integers are accepted where doubles are expected, as ROS 2 does for files.
     fn from_yaml_like(v: &serde_yaml::Value, like: &ParamValue) -> Result<Self, String> {
         use serde_yaml::Value as Y;
-        let got = || {
-            serde_yaml::to_string(v)
-                .unwrap_or_default()
-                .trim()
-                .to_string()
-        };
+        let got = || serde_yaml::to_string(v).unwrap_or_default().trim().to_string();
         Ok(match (like, v) {
             (Self::Bool(_), Y::Bool(b)) => Self::Bool(*b),
             (Self::Integer(_), Y::Number(n)) if n.is_i64() => {
@@ -122,12 +117,7 @@ pub struct ParamSet {
 impl ParamSet {
     /// All parameters at their defaults.
     pub fn defaults(specs: &[ParamSpec]) -> Self {
-        Self {
-            values: specs
-                .iter()
-                .map(|s| (s.name.to_string(), s.default.value()))
-                .collect(),
-        }
+        Self { values: specs.iter().map(|s| (s.name.to_string(), s.default.value())).collect() }
     }
 
     /// Sets `name` from a YAML value, converting to the declared type.
@@ -234,10 +224,8 @@ impl RosArgs {
                 }
                 continue;
             }
-            let mut value = |flag: &str| {
-                it.next()
-                    .with_context(|| format!("--ros-args: {flag} needs a value"))
-            };
+            let mut value =
+                |flag: &str| it.next().with_context(|| format!("--ros-args: {flag} needs a value"));
             match a.as_str() {
                 "--" => in_ros = false,
                 "--ros-args" => {}
@@ -284,8 +272,7 @@ impl RosArgs {
         for (k, v) in &self.params {
             let y: serde_yaml::Value = serde_yaml::from_str(v)
                 .with_context(|| format!("-p {k}:={v}: value is not valid YAML"))?;
-            set.set_yaml(k, &y)
-                .with_context(|| format!("-p {k}:={v}"))?;
+            set.set_yaml(k, &y).with_context(|| format!("-p {k}:={v}"))?;
         }
         Ok(set)
     }
@@ -300,20 +287,13 @@ fn apply_params_file(set: &mut ParamSet, file: &Path, fq_node: &str) -> Result<(
     let root: serde_yaml::Value = serde_yaml::from_str(&text)
         .with_context(|| format!("params file {} is not valid YAML", file.display()))?;
     let Some(map) = root.as_mapping() else {
-        bail!(
-            "params file {} does not hold a mapping of node names",
-            file.display()
-        );
+        bail!("params file {} does not hold a mapping of node names", file.display());
     };
     let base = fq_node.rsplit('/').next().unwrap_or(fq_node);
     let mut sections = Vec::new();
     collect_sections(map, "", &mut sections);
     for (key, params) in sections {
-        let key_norm = if key.starts_with('/') {
-            key.clone()
-        } else {
-            format!("/{key}")
-        };
+        let key_norm = if key.starts_with('/') { key.clone() } else { format!("/{key}") };
         let matches = key == "/**" || key == "**" || key_norm == fq_node || key == base;
         if !matches {
             continue;
@@ -321,8 +301,7 @@ fn apply_params_file(set: &mut ParamSet, file: &Path, fq_node: &str) -> Result<(
         let mut flat = Vec::new();
         flatten("", params, &mut flat);
         for (name, v) in flat {
-            set.set_yaml(&name, v)
-                .with_context(|| format!("params file {}", file.display()))?;
+            set.set_yaml(&name, v).with_context(|| format!("params file {}", file.display()))?;
         }
     }
     Ok(())
@@ -339,11 +318,7 @@ fn collect_sections<'a>(
         let path = if prefix.is_empty() {
             k.to_string()
         } else {
-            format!(
-                "{}/{}",
-                prefix.trim_end_matches('/'),
-                k.trim_start_matches('/')
-            )
+            format!("{}/{}", prefix.trim_end_matches('/'), k.trim_start_matches('/'))
         };
         if let Some(inner) = v.as_mapping() {
             if let Some(params) = inner.get("ros__parameters") {
@@ -364,11 +339,7 @@ fn flatten<'a>(
         Some(m) => {
             for (k, inner) in m {
                 let Some(k) = k.as_str() else { continue };
-                let name = if prefix.is_empty() {
-                    k.to_string()
-                } else {
-                    format!("{prefix}.{k}")
-                };
+                let name = if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
                 flatten(&name, inner, out);
             }
         }
@@ -384,11 +355,7 @@ pub fn help_text(program: &str, about: &str, specs: &[ParamSpec]) -> String {
     );
     for p in specs {
         let v = p.default.value();
-        let when = if p.dynamic {
-            "settable at run time"
-        } else {
-            "needs restart"
-        };
+        let when = if p.dynamic { "settable at run time" } else { "needs restart" };
         s.push_str(&format!(
             "  {} ({}, default {}; {})\n      {}\n",
             p.name,
@@ -406,36 +373,11 @@ mod tests {
     use super::*;
 
     const SPECS: &[ParamSpec] = &[
-        ParamSpec {
-            name: "rate",
-            default: Default::Double(2.0),
-            help: "h",
-            dynamic: true,
-        },
-        ParamSpec {
-            name: "depth",
-            default: Default::Integer(1),
-            help: "h",
-            dynamic: false,
-        },
-        ParamSpec {
-            name: "topic",
-            default: Default::Str("/img"),
-            help: "h",
-            dynamic: false,
-        },
-        ParamSpec {
-            name: "bins",
-            default: Default::StrArray(&["a:b"]),
-            help: "h",
-            dynamic: true,
-        },
-        ParamSpec {
-            name: "on",
-            default: Default::Bool(true),
-            help: "h",
-            dynamic: true,
-        },
+        ParamSpec { name: "rate", default: Default::Double(2.0), help: "h", dynamic: true },
+        ParamSpec { name: "depth", default: Default::Integer(1), help: "h", dynamic: false },
+        ParamSpec { name: "topic", default: Default::Str("/img"), help: "h", dynamic: false },
+        ParamSpec { name: "bins", default: Default::StrArray(&["a:b"]), help: "h", dynamic: true },
+        ParamSpec { name: "on", default: Default::Bool(true), help: "h", dynamic: true },
     ];
 
     fn args(s: &str) -> Vec<String> {
@@ -476,10 +418,7 @@ mod tests {
         let p = a.resolve_params(SPECS, "/robot/sorter").unwrap();
         assert_eq!(p.integer("depth"), 5);
         assert_eq!(p.double("rate"), 7.0);
-        assert_eq!(
-            p.strings("bins"),
-            vec!["x:y".to_string(), "z:w".to_string()]
-        );
+        assert_eq!(p.strings("bins"), vec!["x:y".to_string(), "z:w".to_string()]);
         assert!(!p.boolean("on"));
         assert_eq!(p.string("topic"), "/c");
     }
@@ -490,13 +429,8 @@ mod tests {
             .unwrap()
             .resolve_params(SPECS, "/n")
             .unwrap_err();
-        assert!(
-            format!("{e:#}").contains("\"depth\" expects integer"),
-            "{e:#}"
-        );
-        let e = RosArgs::parse(args("--ros-args -p nope:=1"))
-            .unwrap()
-            .resolve_params(SPECS, "/n");
+        assert!(format!("{e:#}").contains("\"depth\" expects integer"), "{e:#}");
+        let e = RosArgs::parse(args("--ros-args -p nope:=1")).unwrap().resolve_params(SPECS, "/n");
         assert!(format!("{:#}", e.unwrap_err()).contains("unknown parameter \"nope\""));
     }
 }

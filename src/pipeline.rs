@@ -95,12 +95,7 @@ impl Pipeline {
         bins: BinTable,
     ) -> anyhow::Result<Self> {
         bins.check_labels(&classifier.metadata().labels)?;
-        Ok(Self {
-            classifier,
-            locate,
-            bins,
-            next_coin_id: 1,
-        })
+        Ok(Self { classifier, locate, bins, next_coin_id: 1 })
     }
 
     /// The loaded classifier.
@@ -131,10 +126,7 @@ impl Pipeline {
         let crops = crop_coins(&img, &circles, meta.crop_scale, meta.input_size)
             .map_err(FrameError::Locate)?;
         let t3 = Instant::now();
-        let preds = self
-            .classifier
-            .classify_rgb(&crops)
-            .map_err(FrameError::Classify)?;
+        let preds = self.classifier.classify_rgb(&crops).map_err(FrameError::Classify)?;
         let t4 = Instant::now();
         let header = frame.header().clone();
         let mut detections = Vec::with_capacity(circles.len());
@@ -153,10 +145,7 @@ impl Pipeline {
             });
             self.next_coin_id = self.next_coin_id.wrapping_add(1).max(1);
         }
-        let commands = detections
-            .iter()
-            .map(|d| SortCommand::for_detection(&header, d))
-            .collect();
+        let commands = detections.iter().map(|d| SortCommand::for_detection(&header, d)).collect();
         let t5 = Instant::now();
         Ok(FrameOutput {
             detections: CoinDetectionArray { header, detections },

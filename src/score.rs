@@ -34,11 +34,7 @@ pub fn read_ground_truth(path: &Path) -> Result<Vec<TruthFrame>> {
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
             serde_json::from_str(l).with_context(|| {
-                format!(
-                    "{} line {}: not a ground-truth frame",
-                    path.display(),
-                    i + 1
-                )
+                format!("{} line {}: not a ground-truth frame", path.display(), i + 1)
             })
         })
         .collect()
@@ -94,10 +90,7 @@ impl Tally {
         self.detections += dets.len();
         self.labelled += truth.len();
         self.matched += pairs.len();
-        self.correct += pairs
-            .iter()
-            .filter(|(t, d)| truth[*t].label == dets[*d].label)
-            .count();
+        self.correct += pairs.iter().filter(|(t, d)| truth[*t].label == dets[*d].label).count();
     }
 
     /// Share of matched coins labelled right (None when nothing matched).
@@ -111,36 +104,15 @@ mod tests {
     use super::*;
 
     fn det(x: f32, y: f32, label: &str) -> CoinDetection {
-        CoinDetection {
-            x,
-            y,
-            label: label.into(),
-            radius: 10.0,
-            ..Default::default()
-        }
+        CoinDetection { x, y, label: label.into(), radius: 10.0, ..Default::default() }
     }
 
     #[test]
     fn matches_within_half_a_radius_once_each() {
         let truth = vec![
-            TruthCoin {
-                label: "1e".into(),
-                x: 0.0,
-                y: 0.0,
-                r: 20.0,
-            },
-            TruthCoin {
-                label: "2e".into(),
-                x: 100.0,
-                y: 0.0,
-                r: 20.0,
-            },
-            TruthCoin {
-                label: "5c".into(),
-                x: 200.0,
-                y: 0.0,
-                r: 20.0,
-            },
+            TruthCoin { label: "1e".into(), x: 0.0, y: 0.0, r: 20.0 },
+            TruthCoin { label: "2e".into(), x: 100.0, y: 0.0, r: 20.0 },
+            TruthCoin { label: "5c".into(), x: 200.0, y: 0.0, r: 20.0 },
         ];
         let dets = vec![
             det(9.0, 0.0, "1e"),
@@ -151,16 +123,7 @@ mod tests {
         assert_eq!(match_coins(&truth, &dets), vec![(0, 1), (1, 3)]);
         let mut t = Tally::default();
         t.add(&truth, &dets);
-        assert_eq!(
-            t,
-            Tally {
-                frames: 1,
-                detections: 4,
-                labelled: 3,
-                matched: 2,
-                correct: 0
-            }
-        );
+        assert_eq!(t, Tally { frames: 1, detections: 4, labelled: 3, matched: 2, correct: 0 });
         t.add(&truth[..1], &[det(0.0, 0.0, "1e")]);
         assert_eq!((t.matched, t.correct), (3, 1));
         assert_eq!(t.accuracy(), Some(1.0 / 3.0));

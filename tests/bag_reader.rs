@@ -60,9 +60,7 @@ struct TopicMetadata {
 
 fn read_metadata(dir: &Path) -> Metadata {
     let text = fs::read_to_string(dir.join("metadata.yaml")).unwrap();
-    serde_yaml::from_str::<MetadataFile>(&text)
-        .unwrap()
-        .rosbag2_bagfile_information
+    serde_yaml::from_str::<MetadataFile>(&text).unwrap().rosbag2_bagfile_information
 }
 
 /// Every folder with a `metadata.yaml` below `root`.
@@ -92,22 +90,14 @@ fn expected_topics(meta: &Metadata) -> TopicTable {
         .iter()
         .map(|t| {
             let m = &t.topic_metadata;
-            let row = (
-                m.type_name.clone(),
-                m.serialization_format.clone(),
-                t.message_count,
-            );
+            let row = (m.type_name.clone(), m.serialization_format.clone(), t.message_count);
             (m.name.clone(), row)
         })
         .collect()
 }
 
 fn collect_ok(reader: &BagReader, topics: Option<&[String]>) -> Vec<BagMessage> {
-    reader
-        .messages(topics)
-        .unwrap()
-        .collect::<Result<Vec<_>>>()
-        .unwrap()
+    reader.messages(topics).unwrap().collect::<Result<Vec<_>>>().unwrap()
 }
 
 fn count_by_topic(messages: &[BagMessage]) -> BTreeMap<String, u64> {
@@ -135,11 +125,7 @@ fn every_shared_bag_matches_its_metadata_yaml() {
 
         assert_eq!(info.storage, meta.storage_identifier, "{here}");
         assert_eq!(info.compression, BagCompression::None, "{here}");
-        let files: Vec<PathBuf> = meta
-            .relative_file_paths
-            .iter()
-            .map(|f| dir.join(f))
-            .collect();
+        let files: Vec<PathBuf> = meta.relative_file_paths.iter().map(|f| dir.join(f)).collect();
         assert_eq!(info.files, files, "{here}");
         assert!(info.warnings.is_empty(), "{here}: {:?}", info.warnings);
 
@@ -147,21 +133,13 @@ fn every_shared_bag_matches_its_metadata_yaml() {
             .topics
             .iter()
             .map(|t| {
-                let row = (
-                    t.type_name.clone(),
-                    t.serialization_format.clone(),
-                    t.message_count,
-                );
+                let row = (t.type_name.clone(), t.serialization_format.clone(), t.message_count);
                 (t.name.clone(), row)
             })
             .collect();
         let expected = expected_topics(&meta);
         assert_eq!(actual, expected, "{here}");
-        assert_eq!(
-            info.topics.len(),
-            meta.topics_with_message_count.len(),
-            "{here}"
-        );
+        assert_eq!(info.topics.len(), meta.topics_with_message_count.len(), "{here}");
         assert_eq!(info.message_count, meta.message_count, "{here}");
 
         let messages = collect_ok(&reader, None);
@@ -175,17 +153,12 @@ fn every_shared_bag_matches_its_metadata_yaml() {
         assert_eq!(streamed, expected, "{here}");
         for m in &messages {
             let topic = &meta.topics_with_message_count;
-            let declared = topic
-                .iter()
-                .find(|t| t.topic_metadata.name == m.topic)
-                .unwrap();
+            let declared = topic.iter().find(|t| t.topic_metadata.name == m.topic).unwrap();
             assert_eq!(m.type_name, declared.topic_metadata.type_name, "{here}");
             assert!(m.data.len() >= 4, "{here}: a message without CDR header");
         }
         if files.len() == 1 {
-            let in_order = messages
-                .windows(2)
-                .all(|w| w[0].log_time_ns <= w[1].log_time_ns);
+            let in_order = messages.windows(2).all(|w| w[0].log_time_ns <= w[1].log_time_ns);
             assert!(in_order, "{here}: messages out of log-time order");
         }
         // The counted time span must agree with what rosbag2 wrote, except in `wbag`, whose
@@ -193,10 +166,7 @@ fn every_shared_bag_matches_its_metadata_yaml() {
         let span = if dir.ends_with("wbag") {
             (1000, 1998)
         } else {
-            (
-                meta.starting_time.nanoseconds_since_epoch,
-                meta.duration.nanoseconds,
-            )
+            (meta.starting_time.nanoseconds_since_epoch, meta.duration.nanoseconds)
         };
         assert_eq!((info.start_ns, info.duration_ns), span, "{here}");
     }
@@ -291,11 +261,7 @@ fn coin_bag_images_decode_and_carry_the_ground_truth_stamps() {
         let (w, h) = image::image_dimensions(&photo).unwrap();
         let scale = (640.0 / f64::from(w.max(h))).min(1.0);
         let near = |got: u32, full: u32| (f64::from(got) - f64::from(full) * scale).abs() <= 1.0;
-        assert!(
-            near(image.width, w) && near(image.height, h),
-            "{} vs {w}x{h}",
-            truth.source
-        );
+        assert!(near(image.width, w) && near(image.height, h), "{} vs {w}x{h}", truth.source);
     }
 
     let dir = data("bags/jpeg-sqlite3");
@@ -313,10 +279,7 @@ fn coin_bag_images_decode_and_carry_the_ground_truth_stamps() {
 
 #[test]
 fn topic_filter_keeps_only_the_named_topics() {
-    for dir in [
-        "rosbag2-samples/mcap/talker",
-        "rosbag2-samples/sqlite3/talker",
-    ] {
+    for dir in ["rosbag2-samples/mcap/talker", "rosbag2-samples/sqlite3/talker"] {
         let reader = BagReader::open(&data(dir)).unwrap();
         let wanted = vec!["/topic".to_string()];
         let messages = collect_ok(&reader, Some(&wanted));
@@ -348,18 +311,12 @@ fn info_display_lists_layout_and_topics() {
         "rcl_interfaces/msg/Log",
         "/parameter_events",
     ] {
-        assert!(
-            text.contains(expected),
-            "{expected:?} missing from:\n{text}"
-        );
+        assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
     }
     let rosout = text.lines().find(|l| l.contains("/rosout")).unwrap();
     let fields: Vec<_> = rosout.split_whitespace().collect();
     assert_eq!(fields, ["/rosout", "rcl_interfaces/msg/Log", "cdr", "10"]);
-    let params = text
-        .lines()
-        .find(|l| l.contains("/parameter_events"))
-        .unwrap();
+    let params = text.lines().find(|l| l.contains("/parameter_events")).unwrap();
     assert!(params.trim_end().ends_with(" 0"), "{params}");
 }
 
@@ -396,16 +353,8 @@ fn truncated_mcap_yields_its_intact_messages_then_one_error_naming_the_file() {
     let reader = BagReader::open(&cut).unwrap();
     let info = reader.info();
     assert_eq!(info.warnings.len(), 1, "{:?}", info.warnings);
-    assert!(
-        info.warnings[0].contains(&cut.display().to_string()),
-        "{:?}",
-        info.warnings
-    );
-    assert!(
-        info.message_count > 0 && info.message_count < 30,
-        "{}",
-        info.message_count
-    );
+    assert!(info.warnings[0].contains(&cut.display().to_string()), "{:?}", info.warnings);
+    assert!(info.message_count > 0 && info.message_count < 30, "{}", info.message_count);
 
     let (ok, errors) = drain(&reader);
     assert_eq!(ok.len() as u64, info.message_count);
@@ -421,31 +370,19 @@ fn truncated_mcap_yields_its_intact_messages_then_one_error_naming_the_file() {
 fn truncated_db3_in_a_bag_folder_yields_its_intact_messages_then_one_error() {
     let tmp = tempfile::tempdir().unwrap();
     let source = data("bags/jpeg-sqlite3");
-    fs::copy(
-        source.join("metadata.yaml"),
-        tmp.path().join("metadata.yaml"),
-    )
-    .unwrap();
+    fs::copy(source.join("metadata.yaml"), tmp.path().join("metadata.yaml")).unwrap();
     let cut = tmp.path().join("jpeg-sqlite3.db3");
     let kept = truncate_copy(&source.join("jpeg-sqlite3.db3"), &cut);
 
     let reader = BagReader::open(tmp.path()).unwrap();
     let info = reader.info();
     assert!(!info.warnings.is_empty());
-    assert!(
-        info.warnings[0].contains(&cut.display().to_string()),
-        "{:?}",
-        info.warnings
-    );
+    assert!(info.warnings[0].contains(&cut.display().to_string()), "{:?}", info.warnings);
 
     let (ok, errors) = drain(&reader);
     assert!(!ok.is_empty() && ok.len() < 30, "{} messages", ok.len());
     assert_eq!(errors.len(), 1);
-    assert!(
-        errors[0].contains(&cut.display().to_string()),
-        "{}",
-        errors[0]
-    );
+    assert!(errors[0].contains(&cut.display().to_string()), "{}", errors[0]);
     let expected = format!(
         "file {} is truncated at byte {} (its header says {} bytes): read {} messages before \
          the damage",
@@ -464,16 +401,8 @@ fn truncated_db3_in_a_bag_folder_yields_its_intact_messages_then_one_error() {
 fn every_truncation_point_gives_intact_messages_then_one_error() {
     let tmp = tempfile::tempdir().unwrap();
     for (source, name, total) in [
-        (
-            "rosbag2-samples/mcap/cdr_test/cdr_test_0.mcap",
-            "cut.mcap",
-            7,
-        ),
-        (
-            "rosbag2-samples/sqlite3/cdr_test/cdr_test_0.db3",
-            "cut.db3",
-            7,
-        ),
+        ("rosbag2-samples/mcap/cdr_test/cdr_test_0.mcap", "cut.mcap", 7),
+        ("rosbag2-samples/sqlite3/cdr_test/cdr_test_0.db3", "cut.db3", 7),
     ] {
         let bytes = fs::read(data(source)).unwrap();
         let intact = collect_ok(&BagReader::open(&data(source)).unwrap(), None);
@@ -490,10 +419,7 @@ fn every_truncation_point_gives_intact_messages_then_one_error() {
             assert!(ok.len() <= total, "{name} cut at {keep}");
             // Whatever is delivered is intact: the same messages as in the whole file.
             for m in &ok {
-                assert!(
-                    intact.contains(m),
-                    "{name} cut at {keep}: a damaged message"
-                );
+                assert!(intact.contains(m), "{name} cut at {keep}: a damaged message");
             }
         }
     }
@@ -513,22 +439,14 @@ fn garbage_is_an_error_naming_the_file_not_a_panic() {
     fs::write(&junk, &bytes).unwrap();
     let reader = BagReader::open(&junk).unwrap();
     assert_eq!(reader.info().message_count, 0);
-    assert_eq!(
-        reader.info().warnings.len(),
-        1,
-        "{:?}",
-        reader.info().warnings
-    );
+    assert_eq!(reader.info().warnings.len(), 1, "{:?}", reader.info().warnings);
     let (ok, errors) = drain(&reader);
     assert!(ok.is_empty());
     assert_eq!(errors.len(), 1);
     assert!(errors[0].contains("junk.mcap"), "{}", errors[0]);
 
     let missing = BagReader::open(&tmp.path().join("nothing-here")).unwrap_err();
-    assert!(
-        format!("{missing:#}").contains("nothing-here"),
-        "{missing:#}"
-    );
+    assert!(format!("{missing:#}").contains("nothing-here"), "{missing:#}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -541,42 +459,24 @@ struct StringMsg {
 }
 
 /// (topic, log time) in the order written; log times deliberately not sorted.
-const WRITTEN: [(&str, u64); 5] = [
-    ("/b", 300),
-    ("/a", 100),
-    ("/a", 200),
-    ("/b", 50),
-    ("/a", 400),
-];
+const WRITTEN: [(&str, u64); 5] = [("/b", 300), ("/a", 100), ("/a", 200), ("/b", 50), ("/a", 400)];
 const TYPE: &str = "std_msgs/msg/String";
 
 fn payload(i: usize) -> Vec<u8> {
-    encode_cdr(&StringMsg {
-        data: format!("message {i}"),
-    })
-    .unwrap()
+    encode_cdr(&StringMsg { data: format!("message {i}") }).unwrap()
 }
 
 fn stored(i: usize, per_message: bool) -> Vec<u8> {
-    if per_message {
-        zstd::encode_all(&payload(i)[..], 3).unwrap()
-    } else {
-        payload(i)
-    }
+    if per_message { zstd::encode_all(&payload(i)[..], 3).unwrap() } else { payload(i) }
 }
 
 fn write_mcap(path: &Path, options: mcap::WriteOptions, per_message: bool) {
     let file = fs::File::create(path).unwrap();
-    let mut writer = options
-        .profile("ros2")
-        .create(std::io::BufWriter::new(file))
-        .unwrap();
+    let mut writer = options.profile("ros2").create(std::io::BufWriter::new(file)).unwrap();
     let schema = writer.add_schema(TYPE, "ros2msg", b"string data").unwrap();
     let mut ids = HashMap::new();
     for topic in ["/a", "/b", "/unused"] {
-        let id = writer
-            .add_channel(schema, topic, "cdr", &BTreeMap::new())
-            .unwrap();
+        let id = writer.add_channel(schema, topic, "cdr", &BTreeMap::new()).unwrap();
         ids.insert(topic, id);
     }
     for (i, (topic, log_time)) in WRITTEN.iter().enumerate() {
@@ -586,9 +486,7 @@ fn write_mcap(path: &Path, options: mcap::WriteOptions, per_message: bool) {
             log_time: *log_time,
             publish_time: *log_time,
         };
-        writer
-            .write_to_known_channel(&header, &stored(i, per_message))
-            .unwrap();
+        writer.write_to_known_channel(&header, &stored(i, per_message)).unwrap();
     }
     writer.finish().unwrap();
     std::io::Write::flush(&mut writer.into_inner()).unwrap();
@@ -635,11 +533,7 @@ fn compress_file(path: &Path) -> PathBuf {
     let mut zst = path.as_os_str().to_owned();
     zst.push(".zstd");
     let zst = PathBuf::from(zst);
-    fs::write(
-        &zst,
-        zstd::encode_all(&fs::read(path).unwrap()[..], 3).unwrap(),
-    )
-    .unwrap();
+    fs::write(&zst, zstd::encode_all(&fs::read(path).unwrap()[..], 3).unwrap()).unwrap();
     fs::remove_file(path).unwrap();
     zst
 }
@@ -661,11 +555,7 @@ fn check_written_bag(path: &Path, compression: BagCompression, expected_order: &
     let here = path.display();
     assert_eq!(info.compression, compression, "{here}");
     assert!(info.warnings.is_empty(), "{here}: {:?}", info.warnings);
-    let counts: Vec<_> = info
-        .topics
-        .iter()
-        .map(|t| (t.name.as_str(), t.message_count))
-        .collect();
+    let counts: Vec<_> = info.topics.iter().map(|t| (t.name.as_str(), t.message_count)).collect();
     assert_eq!(counts, [("/a", 3), ("/b", 2), ("/unused", 0)], "{here}");
     assert_eq!(info.message_count, 5);
     assert_eq!((info.start_ns, info.duration_ns), (50, 350), "{here}");
@@ -673,29 +563,19 @@ fn check_written_bag(path: &Path, compression: BagCompression, expected_order: &
     let messages = collect_ok(&reader, None);
     let times: Vec<u64> = messages.iter().map(|m| m.log_time_ns).collect();
     assert_eq!(times, expected_order, "{here}");
-    let expected: HashMap<u64, (String, Vec<u8>)> = expected_by_log_time()
-        .into_iter()
-        .map(|(topic, t, d)| (t, (topic, d)))
-        .collect();
+    let expected: HashMap<u64, (String, Vec<u8>)> =
+        expected_by_log_time().into_iter().map(|(topic, t, d)| (t, (topic, d))).collect();
     for m in &messages {
         let (topic, data) = &expected[&m.log_time_ns];
-        assert_eq!(
-            (&m.topic, &m.data),
-            (topic, data),
-            "{here} at {}",
-            m.log_time_ns
-        );
+        assert_eq!((&m.topic, &m.data), (topic, data), "{here} at {}", m.log_time_ns);
         assert_eq!(m.type_name, TYPE);
         let text: StringMsg = decode_cdr(&m.data).unwrap();
         assert!(text.data.starts_with("message "), "{here}");
     }
     let only_b = collect_ok(&reader, Some(&["/b".to_string()]));
     let b_times: Vec<u64> = only_b.iter().map(|m| m.log_time_ns).collect();
-    let expected_b: Vec<u64> = expected_order
-        .iter()
-        .copied()
-        .filter(|t| [50, 300].contains(t))
-        .collect();
+    let expected_b: Vec<u64> =
+        expected_order.iter().copied().filter(|t| [50, 300].contains(t)).collect();
     assert_eq!(b_times, expected_b, "{here}");
 }
 
@@ -705,11 +585,7 @@ fn written_bags_in_every_storage_and_compression_mode_read_back() {
     for storage in ["mcap", "sqlite3"] {
         for mode in ["", "MESSAGE", "FILE"] {
             let tmp = tempfile::tempdir().unwrap();
-            let name = if storage == "mcap" {
-                "w_0.mcap"
-            } else {
-                "w_0.db3"
-            };
+            let name = if storage == "mcap" { "w_0.mcap" } else { "w_0.db3" };
             let file = tmp.path().join(name);
             let per_message = mode == "MESSAGE";
             if storage == "mcap" {
@@ -745,23 +621,11 @@ fn mcap_without_summary_or_chunks_is_counted_by_scanning() {
     let tmp = tempfile::tempdir().unwrap();
     let cases = [
         // No summary section: counts come from a scan, order from the chunk contents.
-        (
-            "no_summary.mcap",
-            mcap::WriteOptions::new().emit_summary_records(false),
-            &file_order,
-        ),
+        ("no_summary.mcap", mcap::WriteOptions::new().emit_summary_records(false), &file_order),
         // Summary but no chunks: counts from statistics, messages in file order.
-        (
-            "unchunked.mcap",
-            mcap::WriteOptions::new().use_chunks(false),
-            &file_order,
-        ),
+        ("unchunked.mcap", mcap::WriteOptions::new().use_chunks(false), &file_order),
         // Tiny chunks overlapping in time: the chunk index still gives log-time order.
-        (
-            "small_chunks.mcap",
-            mcap::WriteOptions::new().chunk_size(Some(1)),
-            &sorted,
-        ),
+        ("small_chunks.mcap", mcap::WriteOptions::new().chunk_size(Some(1)), &sorted),
     ];
     for (name, options, order) in cases {
         let path = tmp.path().join(name);
@@ -780,11 +644,7 @@ fn corrupt_message_compression_is_an_error_naming_the_file() {
     let (ok, errors) = drain(&reader);
     assert!(ok.is_empty());
     assert_eq!(errors.len(), 1);
-    assert!(
-        errors[0].contains("w_0.db3") && errors[0].contains("zstd"),
-        "{}",
-        errors[0]
-    );
+    assert!(errors[0].contains("w_0.db3") && errors[0].contains("zstd"), "{}", errors[0]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,32 +16,21 @@ fn stdout(exe: &str, arg: &str) -> String {
 #[test]
 fn config_file_is_exactly_the_dumped_defaults_of_both_nodes() {
     let text = std::fs::read_to_string(CONFIG).unwrap();
-    let body: String = text
-        .lines()
-        .skip_while(|l| l.starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    assert_eq!(
-        body,
-        stdout(NODE, "--dump-params") + &stdout(ACTUATOR, "--dump-params")
-    );
+    let body: String =
+        text.lines().skip_while(|l| l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    assert_eq!(body, stdout(NODE, "--dump-params") + &stdout(ACTUATOR, "--dump-params"));
 }
 
 #[test]
 fn config_file_resolves_to_the_defaults_for_each_node() {
-    let args = RosArgs::parse([
-        "--ros-args".to_string(),
-        "--params-file".into(),
-        CONFIG.into(),
-    ])
-    .unwrap();
+    let args =
+        RosArgs::parse(["--ros-args".to_string(), "--params-file".into(), CONFIG.into()]).unwrap();
     assert_eq!(
         args.resolve_params(sorter::PARAMS, "/coin_sorter").unwrap(),
         ParamSet::defaults(sorter::PARAMS)
     );
     assert_eq!(
-        args.resolve_params(actuator::PARAMS, "/coin_sorter_actuator")
-            .unwrap(),
+        args.resolve_params(actuator::PARAMS, "/coin_sorter_actuator").unwrap(),
         ParamSet::defaults(actuator::PARAMS)
     );
 }
@@ -70,10 +59,7 @@ fn a_wrong_parameter_stops_start_up_with_its_name() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("\"confidence_threshold\" expects double"),
-        "{err}"
-    );
+    assert!(err.contains("\"confidence_threshold\" expects double"), "{err}");
     let out = std::process::Command::new(NODE)
         .args(["--ros-args", "-p", "device:=tpu"])
         .output()

@@ -53,22 +53,14 @@ fn every_encoding_with_and_without_padding_decodes_to_the_same_rgb() {
 fn mono8_with_and_without_padding_repeats_grey_in_each_channel() {
     for pad in [0, 5] {
         let out = decode_image(&image("mono8", |p| vec![p[0]], pad)).unwrap();
-        assert_eq!(
-            out.data,
-            vec![255, 255, 255, 0, 0, 0, 0, 0, 0, 10, 10, 10],
-            "pad {pad}"
-        );
+        assert_eq!(out.data, vec![255, 255, 255, 0, 0, 0, 0, 0, 0, 10, 10, 10], "pad {pad}");
     }
 }
 
 fn encode(format: image::ImageFormat) -> Vec<u8> {
     let mut img = image::RgbImage::new(16, 8);
     for (x, _, p) in img.enumerate_pixels_mut() {
-        *p = if x < 8 {
-            image::Rgb([200, 40, 40])
-        } else {
-            image::Rgb([30, 60, 220])
-        };
+        *p = if x < 8 { image::Rgb([200, 40, 40]) } else { image::Rgb([30, 60, 220]) };
     }
     let mut bytes = std::io::Cursor::new(Vec::new());
     img.write_to(&mut bytes, format).unwrap();
@@ -98,9 +90,7 @@ fn compressed_jpeg_decodes_within_jpeg_error() {
     let out = decode_compressed(&msg).unwrap();
     assert_eq!((out.width, out.height), (16, 8));
     let close = |got: &[u8], want: [u8; 3]| {
-        got.iter()
-            .zip(want)
-            .all(|(g, w)| (*g as i32 - w as i32).abs() <= 12)
+        got.iter().zip(want).all(|(g, w)| (*g as i32 - w as i32).abs() <= 12)
     };
     assert!(close(&out.data[..3], [200, 40, 40]), "{:?}", &out.data[..3]);
     assert!(
@@ -114,10 +104,7 @@ fn compressed_jpeg_decodes_within_jpeg_error() {
 fn short_data_is_refused_with_both_sizes() {
     let mut msg = image("rgb8", |p| p.to_vec(), 2);
     msg.data.truncate(msg.data.len() - 1);
-    assert_eq!(
-        decode_image(&msg),
-        Err(DecodeError::DataTooShort { got: 15, need: 16 })
-    );
+    assert_eq!(decode_image(&msg), Err(DecodeError::DataTooShort { got: 15, need: 16 }));
 }
 
 #[test]
@@ -127,26 +114,13 @@ fn unknown_encoding_zero_size_and_small_step_are_refused() {
     let e = decode_image(&msg).unwrap_err();
     assert_eq!(e, DecodeError::UnknownEncoding("yuv422".into()));
     assert!(e.to_string().contains("\"yuv422\""));
-    let zero = Image {
-        encoding: "rgb8".into(),
-        ..Default::default()
-    };
-    assert_eq!(
-        decode_image(&zero),
-        Err(DecodeError::ZeroSize {
-            width: 0,
-            height: 0
-        })
-    );
+    let zero = Image { encoding: "rgb8".into(), ..Default::default() };
+    assert_eq!(decode_image(&zero), Err(DecodeError::ZeroSize { width: 0, height: 0 }));
     let mut msg = image("rgb8", |p| p.to_vec(), 0);
     msg.step = 5;
     assert_eq!(
         decode_image(&msg),
-        Err(DecodeError::StepTooSmall {
-            step: 5,
-            width: 2,
-            bytes_per_pixel: 3
-        })
+        Err(DecodeError::StepTooSmall { step: 5, width: 2, bytes_per_pixel: 3 })
     );
 }
 
@@ -177,27 +151,17 @@ fn corrupt_and_unknown_compressed_payloads_are_refused() {
 fn real_photo_cut_short_or_with_a_broken_header_is_corrupt() {
     let dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/coins-photos/images");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     let jpeg = std::fs::read(&files[0]).unwrap();
     let decode = |data: Vec<u8>| {
-        decode_compressed(&CompressedImage {
-            format: "jpeg".into(),
-            data,
-            ..Default::default()
-        })
+        decode_compressed(&CompressedImage { format: "jpeg".into(), data, ..Default::default() })
     };
     let whole = decode(jpeg.clone()).unwrap();
     assert_eq!((whole.width, whole.height), (1200, 1600));
     let mut padded = jpeg.clone();
     padded.extend_from_slice(&[0, 0, 0]);
-    assert!(
-        decode(padded).is_ok(),
-        "zero padding after the end marker is legal"
-    );
+    assert!(decode(padded).is_ok(), "zero padding after the end marker is legal");
     let cut = decode(jpeg[..jpeg.len() * 3 / 5].to_vec()).unwrap_err();
     assert_eq!(cut.kind(), "corrupt_compressed");
     assert!(cut.to_string().contains("cut short"), "{cut}");

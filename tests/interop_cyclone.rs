@@ -28,35 +28,14 @@ fn cyclone_dds_peer_sends_an_image_and_reads_the_detections() {
     let raw = dir.path().join("frame.rgb");
     std::fs::write(&raw, &frame.data).unwrap();
 
-    let args = [
-        "--ros-args".to_string(),
-        "-p".into(),
-        format!("model_path:={}", model.display()),
-    ];
+    let args = ["--ros-args".to_string(), "-p".into(), format!("model_path:={}", model.display())];
     let node = NodeProc::start(NODE, "sorter", domain, &args, dir.path());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = std::process::Command::new(root.join(".venv/bin/python"))
         .arg(root.join("tests/peers/cyclone_peer.py"))
-        .args([
-            "--domain",
-            &domain.to_string(),
-            "--raw",
-            raw.to_str().unwrap(),
-        ])
-        .args([
-            "--width",
-            &frame.width.to_string(),
-            "--height",
-            &frame.height.to_string(),
-        ])
-        .args([
-            "--encoding",
-            "rgb8",
-            "--stamp-ns",
-            &stamp_ns.to_string(),
-            "--timeout",
-            "60",
-        ])
+        .args(["--domain", &domain.to_string(), "--raw", raw.to_str().unwrap()])
+        .args(["--width", &frame.width.to_string(), "--height", &frame.height.to_string()])
+        .args(["--encoding", "rgb8", "--stamp-ns", &stamp_ns.to_string(), "--timeout", "60"])
         .output()
         .unwrap();
     assert!(
@@ -79,11 +58,7 @@ fn cyclone_dds_peer_sends_an_image_and_reads_the_detections() {
     .unwrap();
     let classifier = Classifier::load(&model, DevicePref::Cpu).unwrap();
     let mut pipeline = Pipeline::new(classifier, DEFAULT_LOCATE, bins).unwrap();
-    let want = pipeline
-        .process(&Frame::Raw(frame))
-        .unwrap()
-        .detections
-        .detections;
+    let want = pipeline.process(&Frame::Raw(frame)).unwrap().detections.detections;
     let dets = got["detections"].as_array().unwrap();
     assert_eq!(dets.len(), 3, "scene 2 holds three coins");
     assert_eq!(dets.len(), want.len());
@@ -93,10 +68,7 @@ fn cyclone_dds_peer_sends_an_image_and_reads_the_detections() {
         assert_eq!(d["bin"].as_str(), Some(w.bin.as_str()));
         assert_eq!(d["rejected"].as_bool(), Some(w.rejected));
         let close = |k: &str, v: f32| (d[k].as_f64().unwrap() - v as f64).abs() < 1e-4;
-        assert!(
-            close("x", w.x) && close("y", w.y) && close("radius", w.radius),
-            "{d} vs {w:?}"
-        );
+        assert!(close("x", w.x) && close("y", w.y) && close("radius", w.radius), "{d} vs {w:?}");
         assert!(close("confidence", w.confidence), "{d} vs {w:?}");
     }
 }

@@ -13,18 +13,10 @@ execs = sorted(k.value.value for k in ast.walk(tree)
 print(funcs, execs)
 "#;
     let out = std::process::Command::new(format!("{root}/.venv/bin/python"))
-        .args([
-            "-c",
-            script,
-            &format!("{root}/launch/coin_sorter.launch.py"),
-        ])
+        .args(["-c", script, &format!("{root}/launch/coin_sorter.launch.py")])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "['generate_launch_description'] ['coin_sorter_actuator', 'coin_sorter_node']"

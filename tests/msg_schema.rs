@@ -221,11 +221,7 @@ fn rust_fields<T: Serialize>(sample: &T) -> Vec<String> {
         .map(|f| {
             let (t, n) = f.rsplit_once(' ').unwrap();
             let t = t.split('{').next().unwrap();
-            let t = if f.contains("}[]") {
-                format!("{t}[]")
-            } else {
-                t.to_string()
-            };
+            let t = if f.contains("}[]") { format!("{t}[]") } else { t.to_string() };
             format!("{t} {n}")
         })
         .collect()
@@ -245,18 +241,13 @@ fn msg_fields(name: &str) -> Vec<String> {
 
 #[test]
 fn coin_detection_matches_its_msg_file() {
-    assert_eq!(
-        rust_fields(&CoinDetection::default()),
-        msg_fields("CoinDetection")
-    );
+    assert_eq!(rust_fields(&CoinDetection::default()), msg_fields("CoinDetection"));
 }
 
 #[test]
 fn coin_detection_array_matches_its_msg_file() {
-    let sample = CoinDetectionArray {
-        detections: vec![CoinDetection::default()],
-        ..Default::default()
-    };
+    let sample =
+        CoinDetectionArray { detections: vec![CoinDetection::default()], ..Default::default() };
     assert_eq!(rust_fields(&sample), msg_fields("CoinDetectionArray"));
     assert_eq!(
         msg_fields("CoinDetectionArray"),
@@ -266,19 +257,12 @@ fn coin_detection_array_matches_its_msg_file() {
 
 #[test]
 fn sort_command_matches_its_msg_file() {
-    assert_eq!(
-        rust_fields(&SortCommand::default()),
-        msg_fields("SortCommand")
-    );
+    assert_eq!(rust_fields(&SortCommand::default()), msg_fields("SortCommand"));
 }
 
 #[test]
 fn actuator_state_matches_its_msg_file() {
-    let sample = ActuatorState {
-        bins: vec![String::new()],
-        counts: vec![0],
-        ..Default::default()
-    };
+    let sample = ActuatorState { bins: vec![String::new()], counts: vec![0], ..Default::default() };
     assert_eq!(rust_fields(&sample), msg_fields("ActuatorState"));
 }
 
@@ -291,11 +275,6 @@ fn every_msg_file_has_a_rust_type_checked_here() {
     names.sort();
     assert_eq!(
         names,
-        [
-            "ActuatorState.msg",
-            "CoinDetection.msg",
-            "CoinDetectionArray.msg",
-            "SortCommand.msg"
-        ]
+        ["ActuatorState.msg", "CoinDetection.msg", "CoinDetectionArray.msg", "SortCommand.msg"]
     );
 }

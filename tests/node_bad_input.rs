@@ -41,31 +41,21 @@ fn bad_frames_are_counted_logged_once_and_skipped(slot: u16, kind: &str, bad: Fr
     .map(|s| s.to_string())
     .collect();
     let mut node = NodeProc::start(NODE, "sorter", domain, &args, dir.path());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let mut me = RosNode::in_domain("bad_input_test", &RosArgs::default(), domain).unwrap();
-        let raw = me
-            .publisher::<Image>("/camera/image_raw", qos::replay())
-            .unwrap();
-        let comp = me
-            .publisher::<CompressedImage>("/camera/image_raw/compressed", qos::replay())
-            .unwrap();
+        let raw = me.publisher::<Image>("/camera/image_raw", qos::replay()).unwrap();
+        let comp =
+            me.publisher::<CompressedImage>("/camera/image_raw/compressed", qos::replay()).unwrap();
         let dets = me
             .subscription::<CoinDetectionArray>("/coin_sorter/detections", qos::output())
             .unwrap();
-        let diags = me
-            .subscription::<DiagnosticArray>("/diagnostics", qos::output())
-            .unwrap();
+        let diags = me.subscription::<DiagnosticArray>("/diagnostics", qos::output()).unwrap();
         let mut dets = std::pin::pin!(dets.async_stream());
         let mut diags = std::pin::pin!(diags.async_stream());
-        let n = me
-            .wait_for_subscribers("/camera/image_raw", 1, Duration::from_secs(60))
-            .await
-            .unwrap();
+        let n =
+            me.wait_for_subscribers("/camera/image_raw", 1, Duration::from_secs(60)).await.unwrap();
         assert_eq!(n, 1, "the node never subscribed; log:\n{}", node.log());
         me.wait_for_subscribers("/camera/image_raw/compressed", 1, Duration::from_secs(10))
             .await
@@ -91,10 +81,7 @@ fn bad_frames_are_counted_logged_once_and_skipped(slot: u16, kind: &str, bad: Fr
                     .find(|kv| kv.key == counter)
                     .map(|kv| kv.value.clone());
                 if value.as_deref() == Some(sent.to_string().as_str()) {
-                    assert_eq!(
-                        d.status[0].level, 1,
-                        "bad frames should put diagnostics at WARN"
-                    );
+                    assert_eq!(d.status[0].level, 1, "bad frames should put diagnostics at WARN");
                     break;
                 }
             }
@@ -118,27 +105,13 @@ fn bad_frames_are_counted_logged_once_and_skipped(slot: u16, kind: &str, bad: Fr
         assert_eq!(answer.header.frame_id, "camera");
         assert_eq!(answer.detections.len(), 3, "scene 2 holds three coins");
     });
-    assert!(
-        node.stop(),
-        "node did not exit cleanly; log:\n{}",
-        node.log()
-    );
+    assert!(node.stop(), "node did not exit cleanly; log:\n{}", node.log());
     let log = node.log();
-    let lines: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("dropped") && l.contains("frame"))
-        .collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected one log line for three bad frames:\n{log}"
-    );
+    let lines: Vec<&str> =
+        log.lines().filter(|l| l.contains("dropped") && l.contains("frame")).collect();
+    assert_eq!(lines.len(), 1, "expected one log line for three bad frames:\n{log}");
     assert!(lines[0].contains("WARN"), "{}", lines[0]);
-    assert!(
-        lines[0].contains("waiting for the next frame"),
-        "{}",
-        lines[0]
-    );
+    assert!(lines[0].contains("waiting for the next frame"), "{}", lines[0]);
 }
 
 #[test]
@@ -158,27 +131,17 @@ fn unknown_encoding() {
 #[test]
 fn corrupt_jpeg() {
     let path = common::shared_data().join("coins-photos/images");
-    let mut files: Vec<_> = std::fs::read_dir(path)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<_> = std::fs::read_dir(path).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     let mut data = std::fs::read(&files[0]).unwrap();
     data.truncate(data.len() * 3 / 5);
-    let m = CompressedImage {
-        format: "jpeg".into(),
-        data,
-        ..Default::default()
-    };
+    let m = CompressedImage { format: "jpeg".into(), data, ..Default::default() };
     bad_frames_are_counted_logged_once_and_skipped(2, "corrupt_compressed", Frame::Compressed(m));
 }
 
 #[test]
 fn zero_size_image() {
-    let m = Image {
-        encoding: "rgb8".into(),
-        ..Default::default()
-    };
+    let m = Image { encoding: "rgb8".into(), ..Default::default() };
     bad_frames_are_counted_logged_once_and_skipped(3, "zero_size", Frame::Raw(m));
 }
 
@@ -203,11 +166,7 @@ fn model_with_fewer_labels_than_outputs_stops_start_up_naming_the_file() {
     meta["labels"].as_array_mut().unwrap().pop();
     std::fs::write(&meta_path, meta.to_string()).unwrap();
     let out = std::process::Command::new(NODE)
-        .args([
-            "--ros-args",
-            "-p",
-            &format!("model_path:={}", model.display()),
-        ])
+        .args(["--ros-args", "-p", &format!("model_path:={}", model.display())])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

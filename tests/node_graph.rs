@@ -37,39 +37,26 @@ fn actuator_gets_one_command_per_reported_coin_with_its_frame_stamp() {
         ACTUATOR,
         "actuator",
         domain,
-        &strings(&[
-            "--ros-args",
-            "-p",
-            &format!("move_log:={}", moves.display()),
-        ]),
+        &strings(&["--ros-args", "-p", &format!("move_log:={}", moves.display())]),
         dir.path(),
     );
     let mut node = NodeProc::start(
         NODE,
         "sorter",
         domain,
-        &strings(&[
-            "--ros-args",
-            "-p",
-            &format!("model_path:={}", model.display()),
-        ]),
+        &strings(&["--ros-args", "-p", &format!("model_path:={}", model.display())]),
         dir.path(),
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let reported: BTreeMap<i64, CoinDetectionArray> = rt.block_on(async {
         let mut me = RosNode::in_domain("graph_test", &RosArgs::default(), domain).unwrap();
         let sub = me
             .subscription::<CoinDetectionArray>("/coin_sorter/detections", qos::output())
             .unwrap();
         let mut dets = std::pin::pin!(sub.async_stream());
-        let n = me
-            .wait_for_subscribers("/camera/image_raw", 1, Duration::from_secs(60))
-            .await
-            .unwrap();
+        let n =
+            me.wait_for_subscribers("/camera/image_raw", 1, Duration::from_secs(60)).await.unwrap();
         assert_eq!(n, 1, "node never subscribed:\n{}", node.log());
         // The actuator must be listening before the first command, or reliable volatile QoS
         // would let early commands go unseen.
@@ -105,21 +92,12 @@ fn actuator_gets_one_command_per_reported_coin_with_its_frame_stamp() {
         reported
     });
     let coins: usize = reported.values().map(|d| d.detections.len()).sum();
-    assert!(
-        reported.len() >= 20,
-        "only {} of 30 frames answered:\n{}",
-        reported.len(),
-        node.log()
-    );
+    assert!(reported.len() >= 20, "only {} of 30 frames answered:\n{}", reported.len(), node.log());
     assert!(
         reported.keys().all(|s| stamps.contains(s)),
         "a detection carries a stamp not in the bag"
     );
-    assert!(
-        coins >= reported.len(),
-        "{coins} coins in {} frames",
-        reported.len()
-    );
+    assert!(coins >= reported.len(), "{coins} coins in {} frames", reported.len());
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut lines: Vec<serde_json::Value> = Vec::new();
@@ -135,33 +113,15 @@ fn actuator_gets_one_command_per_reported_coin_with_its_frame_stamp() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(node.stop(), "node did not exit cleanly:\n{}", node.log());
-    assert!(
-        actuator.stop(),
-        "actuator did not exit cleanly:\n{}",
-        actuator.log()
-    );
+    assert!(actuator.stop(), "actuator did not exit cleanly:\n{}", actuator.log());
     let moved: BTreeSet<(i64, u64)> = lines
         .iter()
-        .map(|l| {
-            (
-                l["stamp_ns"].as_i64().unwrap(),
-                l["coin_id"].as_u64().unwrap(),
-            )
-        })
+        .map(|l| (l["stamp_ns"].as_i64().unwrap(), l["coin_id"].as_u64().unwrap()))
         .collect();
     let want: BTreeSet<(i64, u64)> = reported
         .values()
-        .flat_map(|d| {
-            d.detections
-                .iter()
-                .map(|c| (d.header.stamp.as_nanos(), c.coin_id as u64))
-        })
+        .flat_map(|d| d.detections.iter().map(|c| (d.header.stamp.as_nanos(), c.coin_id as u64)))
         .collect();
-    assert_eq!(
-        lines.len(),
-        coins,
-        "the actuator executed {} moves for {coins} coins",
-        lines.len()
-    );
+    assert_eq!(lines.len(), coins, "the actuator executed {} moves for {coins} coins", lines.len());
     assert_eq!(moved, want);
 }

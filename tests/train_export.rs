@@ -71,36 +71,21 @@ fn exported_torchscript_matches_the_varstore_model_for_any_batch() {
     let std = coin_sorter::classify::metadata::IMAGENET_STD;
     for n in [1i64, 7] {
         let idx: Vec<usize> = (0..n as usize).collect();
-        let (xs, _) = set.batch(
-            &idx,
-            mean,
-            std,
-            None::<&mut rand_chacha::ChaCha8Rng>,
-            Device::Cpu,
-        );
+        let (xs, _) = set.batch(&idx, mean, std, None::<&mut rand_chacha::ChaCha8Rng>, Device::Cpu);
         let want = tch::no_grad(|| fitted.net.forward_t(&xs, false));
         let got = module.forward_ts(&[&xs]).unwrap();
         assert_eq!(got.size(), [n, 3]);
         let diff = f64::try_from((&got - &want).abs().max()).unwrap();
-        assert!(
-            diff < 1e-4,
-            "batch {n}: TorchScript differs from VarStore model by {diff}"
-        );
+        assert!(diff < 1e-4, "batch {n}: TorchScript differs from VarStore model by {diff}");
         let spread = f64::try_from(want.abs().max()).unwrap();
-        assert!(
-            spread > 1e-3,
-            "batch {n}: logits are all near zero ({spread})"
-        );
+        assert!(spread > 1e-3, "batch {n}: logits are all near zero ({spread})");
     }
 }
 
 #[test]
 fn split_keeps_every_photo_on_one_side_and_repeats_for_a_seed() {
     let set = ImageSet::load(Path::new(COINS), 8).unwrap();
-    assert_eq!(
-        set.labels,
-        ["10c", "1c", "1e", "20c", "2c", "2e", "50c", "5c"]
-    );
+    assert_eq!(set.labels, ["10c", "1c", "1e", "20c", "2c", "2e", "50c", "5c"]);
     assert_eq!(set.samples.len(), 1246);
     let split = split_by_group(set.keys(), 0.2, 42).unwrap();
     assert_eq!(split.train.len() + split.val.len(), set.samples.len());
@@ -111,11 +96,7 @@ fn split_keeps_every_photo_on_one_side_and_repeats_for_a_seed() {
     let (train_groups, val_groups) = (groups(&split.train), groups(&split.val));
     assert!(train_groups.is_disjoint(&val_groups));
     assert_eq!(train_groups.len() + val_groups.len(), 120);
-    assert!(
-        (20..=28).contains(&val_groups.len()),
-        "{} validation photos",
-        val_groups.len()
-    );
+    assert!((20..=28).contains(&val_groups.len()), "{} validation photos", val_groups.len());
     assert!(set.per_class(&split.val).iter().all(|&n| n > 0));
 
     assert_eq!(split_by_group(set.keys(), 0.2, 42).unwrap(), split);
@@ -140,10 +121,7 @@ fn same_seed_and_data_give_identical_weights() {
     for ((name, x), (_, y)) in a.iter().zip(&b) {
         assert!(x.equal(y), "{name} differs between runs with the same seed");
     }
-    assert!(
-        a.iter().zip(&c).any(|((_, x), (_, y))| !x.equal(y)),
-        "seed has no effect"
-    );
+    assert!(a.iter().zip(&c).any(|((_, x), (_, y))| !x.equal(y)), "seed has no effect");
 }
 
 #[test]
@@ -177,10 +155,7 @@ fn run_writes_model_metadata_and_curves() {
 
     let csv = std::fs::read_to_string(&report.curves_csv).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(
-        lines[0],
-        "stage,epoch,train_loss,train_acc,val_loss,val_acc"
-    );
+    assert_eq!(lines[0], "stage,epoch,train_loss,train_acc,val_loss,val_acc");
     assert_eq!(lines.len(), 3);
     assert!(lines[2].starts_with("full,2,"));
     assert!(tch::CModule::load(&report.model).is_ok());

@@ -22,10 +22,7 @@ const MAX_TRAILING_PADDING: usize = 3;
 /// when more bytes are left over than alignment padding explains (usually the wrong `T`).
 pub fn decode_cdr<T: DeserializeOwned>(data: &[u8]) -> Result<T> {
     let Some((header, body)) = data.split_first_chunk::<4>() else {
-        bail!(
-            "CDR data of {} bytes is shorter than its 4-byte header",
-            data.len()
-        );
+        bail!("CDR data of {} bytes is shorter than its 4-byte header", data.len());
     };
     let decoded = match [header[0], header[1]] {
         [0x00, 0x00] => cdr_encoding::from_bytes::<T, BigEndian>(body),
@@ -86,12 +83,7 @@ mod tests {
 
     #[test]
     fn alignment_counts_from_after_the_header() {
-        let msg = Stamped {
-            sec: 1,
-            nanosec: 2,
-            frame_id: "cam".into(),
-            values: vec![0.5],
-        };
+        let msg = Stamped { sec: 1, nanosec: 2, frame_id: "cam".into(), values: vec![0.5] };
         let bytes = encode_cdr(&msg).unwrap();
         // 4 header + 4 sec + 4 nanosec + 4 len + 4 "cam\0" + 4 count + 4 pad + 8 value.
         assert_eq!(bytes.len(), 36);

@@ -36,9 +36,7 @@ const MIN_RECORD_LIMIT: usize = 64 << 20;
 /// them, so a corrupt length must not be trusted. A record outside a compressed chunk cannot be
 /// longer than the file; one inside may be, if it compresses well, hence the floor.
 fn record_limit(size: u64) -> usize {
-    usize::try_from(size)
-        .unwrap_or(usize::MAX)
-        .max(MIN_RECORD_LIMIT)
+    usize::try_from(size).unwrap_or(usize::MAX).max(MIN_RECORD_LIMIT)
 }
 
 /// Counts the topics and messages of one MCAP file.
@@ -51,10 +49,7 @@ pub fn summarize(file: &StorageFile) -> Result<FileSummary> {
         Ok(summary) => summary,
         // A damaged footer or summary is not fatal: the data section may still be intact.
         Err(err) => {
-            tracing::debug!(
-                "{}: summary unreadable, scanning: {err}",
-                file.shown.display()
-            );
+            tracing::debug!("{}: summary unreadable, scanning: {err}", file.shown.display());
             None
         }
     };
@@ -78,10 +73,7 @@ pub fn messages(file: &StorageFile, topics: Option<&BTreeSet<String>>) -> Result
             options = options.include_topics(topics.iter().cloned());
         }
         let reader = IndexedReader::new_with_options(&summary, options).map_err(|e| {
-            anyhow!(
-                "file {} has an invalid chunk index: {e}",
-                file.shown.display()
-            )
+            anyhow!("file {} has an invalid chunk index: {e}", file.shown.display())
         })?;
         return Ok(Box::new(IndexedMessages {
             file: f,
@@ -106,10 +98,7 @@ pub fn messages(file: &StorageFile, topics: Option<&BTreeSet<String>>) -> Result
 fn open(file: &StorageFile) -> Result<(File, u64)> {
     let f =
         File::open(&file.open).with_context(|| format!("cannot open {}", file.shown.display()))?;
-    let size = f
-        .metadata()
-        .with_context(|| format!("cannot stat {}", file.shown.display()))?
-        .len();
+    let size = f.metadata().with_context(|| format!("cannot stat {}", file.shown.display()))?.len();
     Ok((f, size))
 }
 
@@ -141,11 +130,7 @@ fn summary_counts(summary: &Summary) -> Option<FileSummary> {
     let mut channels: Vec<_> = summary.channels.values().collect();
     channels.sort_by_key(|c| c.id);
     for channel in channels {
-        let count = stats
-            .channel_message_counts
-            .get(&channel.id)
-            .copied()
-            .unwrap_or(0);
+        let count = stats.channel_message_counts.get(&channel.id).copied().unwrap_or(0);
         let type_name = channel.schema.as_ref().map_or("", |s| s.name.as_str());
         tally.add_topic(&channel.topic, type_name, &channel.message_encoding, count);
     }
@@ -169,11 +154,7 @@ fn scan_counts(mut scanner: Scanner) -> FileSummary {
             Ok(Item::Channel(channel)) => {
                 channels.insert(channel.id, channel);
             }
-            Ok(Item::Message {
-                channel_id,
-                log_time,
-                ..
-            }) => {
+            Ok(Item::Message { channel_id, log_time, .. }) => {
                 *counts.entry(channel_id).or_default() += 1;
                 tally.add_time(log_time);
             }
@@ -196,16 +177,9 @@ fn scan_counts(mut scanner: Scanner) -> FileSummary {
 
 /// One record of interest from a linear scan, owned.
 enum Item {
-    Schema {
-        id: u16,
-        name: String,
-    },
+    Schema { id: u16, name: String },
     Channel(mcap::records::Channel),
-    Message {
-        channel_id: u16,
-        log_time: u64,
-        data: Vec<u8>,
-    },
+    Message { channel_id: u16, log_time: u64, data: Vec<u8> },
 }
 
 /// Reads a file's records front to back, keeping only the read buffer and current chunk.
@@ -264,19 +238,14 @@ impl Scanner {
                 Err(err) => return Some(Err(damage_error(&self.shown, self.pos, err))),
             };
             let item = match record {
-                Ok(Record::Schema { header, .. }) => Item::Schema {
-                    id: header.id,
-                    name: header.name,
-                },
+                Ok(Record::Schema { header, .. }) => {
+                    Item::Schema { id: header.id, name: header.name }
+                }
                 Ok(Record::Channel(channel)) => Item::Channel(channel),
                 Ok(Record::Message { header, data }) => Item::Message {
                     channel_id: header.channel_id,
                     log_time: header.log_time,
-                    data: if with_data {
-                        data.into_owned()
-                    } else {
-                        Vec::new()
-                    },
+                    data: if with_data { data.into_owned() } else { Vec::new() },
                 },
                 Ok(_) => continue,
                 Err(err) => {
@@ -326,11 +295,7 @@ impl Iterator for LinearMessages {
                 Ok(Item::Channel(channel)) => {
                     self.channels.insert(channel.id, channel);
                 }
-                Ok(Item::Message {
-                    channel_id,
-                    log_time,
-                    data,
-                }) => {
+                Ok(Item::Message { channel_id, log_time, data }) => {
                     let Some(channel) = self.channels.get(&channel_id) else {
                         self.scanner.done = true;
                         return Some(Err(anyhow!(
@@ -340,11 +305,7 @@ impl Iterator for LinearMessages {
                             self.scanner.pos
                         )));
                     };
-                    if self
-                        .topics
-                        .as_ref()
-                        .is_some_and(|t| !t.contains(&channel.topic))
-                    {
+                    if self.topics.as_ref().is_some_and(|t| !t.contains(&channel.topic)) {
                         continue;
                     }
                     let type_name = self.schemas.get(&channel.schema_id).cloned();
@@ -389,12 +350,10 @@ impl IndexedMessages {
             .seek(SeekFrom::Start(offset))
             .and_then(|_| self.file.read_exact(&mut self.buf))
             .with_context(|| format!("cannot read chunk at byte {offset} of {shown}"))?;
-        self.reader
-            .insert_chunk_record_data(offset, &self.buf)
-            .map_err(|err| {
-                let err = anyhow::Error::new(err);
-                anyhow!("file {shown} is corrupt: chunk at byte {offset}: {err:#}")
-            })
+        self.reader.insert_chunk_record_data(offset, &self.buf).map_err(|err| {
+            let err = anyhow::Error::new(err);
+            anyhow!("file {shown} is corrupt: chunk at byte {offset}: {err:#}")
+        })
     }
 }
 
@@ -441,11 +400,7 @@ fn linked_message(
     };
     Ok(BagMessage {
         topic: channel.topic.clone(),
-        type_name: channel
-            .schema
-            .as_ref()
-            .map(|s| s.name.clone())
-            .unwrap_or_default(),
+        type_name: channel.schema.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
         log_time_ns: header.log_time,
         data: data.to_vec(),
     })

@@ -112,21 +112,9 @@ pub fn parse_layout(dir: &Path, text: &str) -> Result<Layout> {
         bail!("relative_file_paths lists no files");
     }
     // Bags older than metadata version 4 name their files relative to the folder above the bag.
-    let base = if info.version < 4 {
-        dir.parent().unwrap_or(dir)
-    } else {
-        dir
-    };
-    let files = info
-        .relative_file_paths
-        .iter()
-        .map(|f| base.join(f))
-        .collect();
-    Ok(Layout {
-        storage,
-        files,
-        compression,
-    })
+    let base = if info.version < 4 { dir.parent().unwrap_or(dir) } else { dir };
+    let files = info.relative_file_paths.iter().map(|f| base.join(f)).collect();
+    Ok(Layout { storage, files, compression })
 }
 
 fn compression(mode: &str, format: &str) -> Result<BagCompression> {
@@ -165,11 +153,7 @@ pub fn bare_file_layout(path: &Path) -> Result<Layout> {
         });
     }
     let storage = sniff_storage(path)?;
-    Ok(Layout {
-        storage,
-        files: vec![path.to_path_buf()],
-        compression: BagCompression::None,
-    })
+    Ok(Layout { storage, files: vec![path.to_path_buf()], compression: BagCompression::None })
 }
 
 fn sniff_storage(path: &Path) -> Result<Storage> {

@@ -175,13 +175,7 @@ impl BagReader {
                 Some(wanted.iter().cloned().collect())
             }
         };
-        Ok(BagMessages {
-            reader: self,
-            topics,
-            next_file: 0,
-            current: None,
-            done: false,
-        })
+        Ok(BagMessages { reader: self, topics, next_file: 0, current: None, done: false })
     }
 }
 
@@ -192,17 +186,11 @@ fn storage_file(
     compression: BagCompression,
 ) -> Result<(StorageFile, Option<TempPath>)> {
     if compression != BagCompression::File {
-        let file = StorageFile {
-            open: path.to_path_buf(),
-            shown: path.to_path_buf(),
-        };
+        let file = StorageFile { open: path.to_path_buf(), shown: path.to_path_buf() };
         return Ok((file, None));
     }
     let temp = compression::decompress_file(path)?;
-    let file = StorageFile {
-        open: temp.to_path_buf(),
-        shown: path.to_path_buf(),
-    };
+    let file = StorageFile { open: temp.to_path_buf(), shown: path.to_path_buf() };
     Ok((file, Some(temp)))
 }
 
@@ -229,15 +217,13 @@ impl<'a> BagMessages<'a> {
         let layout = &self.reader.layout;
         let path = layout.files.get(self.next_file)?;
         self.next_file += 1;
-        Some(
-            storage_file(path, layout.compression).and_then(|(file, temp)| {
-                Ok(CurrentFile {
-                    messages: storage::messages(layout.storage, &file, self.topics.as_ref())?,
-                    path,
-                    _temp: temp,
-                })
-            }),
-        )
+        Some(storage_file(path, layout.compression).and_then(|(file, temp)| {
+            Ok(CurrentFile {
+                messages: storage::messages(layout.storage, &file, self.topics.as_ref())?,
+                path,
+                _temp: temp,
+            })
+        }))
     }
 }
 
@@ -300,17 +286,8 @@ impl fmt::Display for BagInfo {
         writeln!(f, "Messages:     {}", self.message_count)?;
         writeln!(f, "Topics:       {}", self.topics.len())?;
         let name_w = self.topics.iter().map(|t| t.name.len()).max().unwrap_or(0);
-        let type_w = self
-            .topics
-            .iter()
-            .map(|t| t.type_name.len())
-            .max()
-            .unwrap_or(0);
-        let format_w = self
-            .topics
-            .iter()
-            .map(|t| t.serialization_format.len())
-            .max();
+        let type_w = self.topics.iter().map(|t| t.type_name.len()).max().unwrap_or(0);
+        let format_w = self.topics.iter().map(|t| t.serialization_format.len()).max();
         for t in &self.topics {
             writeln!(
                 f,
@@ -356,10 +333,7 @@ fn utc(ns: u64) -> String {
         month += 1;
     }
     let (h, m, s) = (day_secs / 3600, day_secs / 60 % 60, day_secs % 60);
-    format!(
-        "{year:04}-{month:02}-{:02} {h:02}:{m:02}:{s:02}.{nanos:09} UTC ({ns} ns)",
-        days + 1
-    )
+    format!("{year:04}-{month:02}-{:02} {h:02}:{m:02}:{s:02}.{nanos:09} UTC ({ns} ns)", days + 1)
 }
 
 fn is_leap(year: u64) -> bool {

@@ -123,12 +123,7 @@ pub fn messages(file: &StorageFile, topics: Option<&BTreeSet<String>>) -> Result
             format!("AND topic_id IN ({ids})")
         }
     };
-    let job = Job {
-        db,
-        filter,
-        topics: table.into_iter().collect(),
-        shown: file.shown.clone(),
-    };
+    let job = Job { db, filter, topics: table.into_iter().collect(), shown: file.shown.clone() };
     let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
     std::thread::Builder::new()
         .name("bag-sqlite".into())
@@ -138,11 +133,7 @@ pub fn messages(file: &StorageFile, topics: Option<&BTreeSet<String>>) -> Result
             let _ = tx.send(outcome.map(|()| Streamed::End));
         })
         .with_context(|| format!("cannot start a reader thread for {}", file.shown.display()))?;
-    Ok(Box::new(SqliteMessages {
-        rx,
-        shown: file.shown.clone(),
-        done: false,
-    }))
+    Ok(Box::new(SqliteMessages { rx, shown: file.shown.clone(), done: false }))
 }
 
 enum Streamed {
@@ -174,20 +165,14 @@ struct Progress {
 impl Job {
     /// Sends every message to `tx`; returns early, without error, once the consumer hangs up.
     fn run(&self, tx: &SyncSender<Result<Streamed>>) -> Result<()> {
-        let mut progress = Progress {
-            last: (i64::MIN, i64::MIN),
-            sent: 0,
-        };
+        let mut progress = Progress { last: (i64::MIN, i64::MIN), sent: 0 };
         let indexed = "SELECT id, topic_id, timestamp, data FROM messages \
                        WHERE (timestamp, id) > (?1, ?2) {filter} ORDER BY timestamp, id";
         let failure = match self.send_rows(indexed, &mut progress, tx) {
             Ok(Flow::HungUp) => return Ok(()),
             Ok(Flow::Finished) => None,
             Err(err) => {
-                tracing::debug!(
-                    "{}: reading by timestamp failed: {err:#}",
-                    self.shown.display()
-                );
+                tracing::debug!("{}: reading by timestamp failed: {err:#}", self.shown.display());
                 // Every row up to `progress.last` was sent, so the rest is exactly the rows
                 // after it, in whatever order they are read now.
                 let table = "SELECT id, topic_id, timestamp, data FROM messages NOT INDEXED \
@@ -200,10 +185,9 @@ impl Job {
             }
         };
         let what = match &self.db.truncation {
-            Some(t) => format!(
-                "truncated at byte {} (its header says {} bytes)",
-                t.actual, t.expected
-            ),
+            Some(t) => {
+                format!("truncated at byte {} (its header says {} bytes)", t.actual, t.expected)
+            }
             None => "corrupt".to_owned(),
         };
         let read = format!(
@@ -248,10 +232,7 @@ impl Job {
             bail!("message {id} is on topic id {topic_id}, which the topics table does not list");
         };
         let Ok(log_time_ns) = u64::try_from(timestamp) else {
-            bail!(
-                "message {id} on {} has negative timestamp {timestamp}",
-                topic.name
-            );
+            bail!("message {id} on {} has negative timestamp {timestamp}", topic.name);
         };
         let data = row
             .get_ref(3)?
@@ -332,20 +313,14 @@ fn connect(file: &StorageFile) -> Result<Db> {
     // read-only, so the flag cannot lead to a schema change.
     conn.pragma_update(None, "writable_schema", true)
         .with_context(|| format!("cannot configure SQLite for {shown}"))?;
-    Ok(Db {
-        conn,
-        truncation,
-        _whole_pages: whole_pages,
-    })
+    Ok(Db { conn, truncation, _whole_pages: whole_pages })
 }
 
 /// Copies the first `len` bytes of `path` into a temporary file.
 fn copy_prefix(path: &Path, len: u64) -> Result<TempPath> {
     use std::io::Read;
     let mut source = std::fs::File::open(path)?.take(len);
-    let mut temp = tempfile::Builder::new()
-        .prefix("coin_sorter-db3-")
-        .tempfile()?;
+    let mut temp = tempfile::Builder::new().prefix("coin_sorter-db3-").tempfile()?;
     std::io::copy(&mut source, &mut temp)?;
     Ok(temp.into_temp_path())
 }
@@ -375,11 +350,7 @@ fn read_topics(conn: &Connection, shown: &Path) -> Result<Vec<(i64, Topic)>> {
         let mut stmt =
             conn.prepare("SELECT id, name, type, serialization_format FROM topics ORDER BY id")?;
         let rows = stmt.query_map([], |row| {
-            let topic = Topic {
-                name: row.get(1)?,
-                type_name: row.get(2)?,
-                format: row.get(3)?,
-            };
+            let topic = Topic { name: row.get(1)?, type_name: row.get(2)?, format: row.get(3)? };
             Ok((row.get(0)?, topic))
         })?;
         rows.collect()
@@ -406,16 +377,9 @@ fn truncation(path: &Path) -> Result<Option<Truncation>> {
     let mut header = [0u8; 100];
     let mut f =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let actual = f
-        .metadata()
-        .with_context(|| format!("cannot stat {}", path.display()))?
-        .len();
+    let actual = f.metadata().with_context(|| format!("cannot stat {}", path.display()))?.len();
     if f.read_exact(&mut header).is_err() {
-        return Ok(Some(Truncation {
-            actual,
-            expected: header.len() as u64,
-            page_size: 0,
-        }));
+        return Ok(Some(Truncation { actual, expected: header.len() as u64, page_size: 0 }));
     }
     let be32 = |at: usize| {
         u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
@@ -427,11 +391,7 @@ fn truncation(path: &Path) -> Result<Option<Truncation>> {
     let (change_counter, valid_for, pages) = (be32(24), be32(92), u64::from(be32(28)));
     let expected = pages * page_size;
     let stamped = change_counter == valid_for && pages > 0;
-    Ok((stamped && actual < expected).then_some(Truncation {
-        actual,
-        expected,
-        page_size,
-    }))
+    Ok((stamped && actual < expected).then_some(Truncation { actual, expected, page_size }))
 }
 
 /// A warning when a non-empty `-wal` file sits beside `open`: its changes are not read.

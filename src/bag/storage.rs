@@ -100,10 +100,6 @@ impl TopicTally {
     /// The accumulated summary, topics sorted by name.
     pub fn finish(mut self) -> FileSummary {
         self.topics.sort_by(|a, b| a.name.cmp(&b.name));
-        FileSummary {
-            topics: self.topics,
-            time_range: self.time_range,
-            warnings: self.warnings,
-        }
+        FileSummary { topics: self.topics, time_range: self.time_range, warnings: self.warnings }
     }
 }

@@ -58,14 +58,10 @@ fn main() -> ExitCode {
                 r.curves_csv.display()
             );
         }),
-        Command::Bag {
-            command: BagCommand::Info(args),
-        } => run_info(&args),
-        Command::Demo {
-            demo,
-            train_epochs,
-            train_input_size,
-        } => ensure_model(&demo, train_epochs, train_input_size).and_then(|()| demo::run(&demo)),
+        Command::Bag { command: BagCommand::Info(args) } => run_info(&args),
+        Command::Demo { demo, train_epochs, train_input_size } => {
+            ensure_model(&demo, train_epochs, train_input_size).and_then(|()| demo::run(&demo))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,17 +30,14 @@ fn main() -> ExitCode {
     let cli =
         Cli::parse_from(std::iter::once("coin_sorter_player".to_string()).chain(ros.other.clone()));
     init_logging(ros.log_level.as_deref());
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let rt =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!("cannot start the async runtime: {e}");
+                return ExitCode::from(1);
+            }
+        };
     let result = rt.block_on(async {
         let mut node = RosNode::new("coin_sorter_player", &ros)?;
         let report = player::play(&mut node, &cli.bag, &cli.play).await?;

@@ -19,9 +19,7 @@ pub fn crop_coins(
 ) -> Result<Vec<u8>> {
     let frame = Mat::new_rows_cols_with_data(img.height as i32, img.width as i32 * 3, &img.data)
         .context("cannot wrap the frame for OpenCV")?;
-    let frame = frame
-        .reshape(3, img.height as i32)
-        .context("cannot view the frame as RGB")?;
+    let frame = frame.reshape(3, img.height as i32).context("cannot view the frame as RGB")?;
     let n = size as usize * size as usize * 3;
     let mut out = vec![0u8; circles.len() * n];
     for (c, dst) in circles.iter().zip(out.chunks_exact_mut(n)) {
@@ -47,11 +45,7 @@ pub fn crop_coins(
             core::Scalar::default(),
         )?;
         let mut resized = Mat::default();
-        let interp = if side as u32 > size {
-            imgproc::INTER_AREA
-        } else {
-            imgproc::INTER_LINEAR
-        };
+        let interp = if side as u32 > size { imgproc::INTER_AREA } else { imgproc::INTER_LINEAR };
         imgproc::resize(
             &square,
             &mut resized,
@@ -60,9 +54,7 @@ pub fn crop_coins(
             0.0,
             interp,
         )?;
-        let bytes = resized
-            .data_bytes()
-            .context("resized crop is not contiguous")?;
+        let bytes = resized.data_bytes().context("resized crop is not contiguous")?;
         dst.copy_from_slice(bytes);
     }
     Ok(out)

@@ -48,9 +48,7 @@ fn cuda_usable() -> bool {
                 "unknown reason".to_string()
             } else {
                 // SAFETY: checked non-null above; libc guarantees NUL termination.
-                unsafe { std::ffi::CStr::from_ptr(err) }
-                    .to_string_lossy()
-                    .into_owned()
+                unsafe { std::ffi::CStr::from_ptr(err) }.to_string_lossy().into_owned()
             };
             tracing::debug!("libtorch_cuda.so not loaded: {reason}");
             return false;

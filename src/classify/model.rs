@@ -52,12 +52,7 @@ impl Classifier {
         let mut module = CModule::load_on_device(model, device)
             .with_context(|| format!("cannot load TorchScript model {}", model.display()))?;
         module.set_eval();
-        let this = Self {
-            module,
-            meta,
-            device,
-            path: model.to_path_buf(),
-        };
+        let this = Self { module, meta, device, path: model.to_path_buf() };
         let s = this.meta.input_size as i64;
         let out = this
             .forward(&Tensor::zeros([1, 3, s, s], (Kind::Float, device)))
@@ -116,25 +111,15 @@ impl Classifier {
         let input = Tensor::from_slice(&planes)
             .view([n as i64, 3, s as i64, s as i64])
             .to_device(self.device);
-        let probs = self
-            .forward(&input)?
-            .softmax(-1, Kind::Float)
-            .to_device(Device::Cpu);
+        let probs = self.forward(&input)?.softmax(-1, Kind::Float).to_device(Device::Cpu);
         let flat: Vec<f32> = Vec::try_from(probs.flatten(0, -1))?;
         let k = self.meta.labels.len();
         Ok(flat
             .chunks_exact(k)
             .map(|p| {
-                let (class, &confidence) = p
-                    .iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .unwrap_or((0, &0.0));
-                Prediction {
-                    class,
-                    confidence,
-                    probs: p.to_vec(),
-                }
+                let (class, &confidence) =
+                    p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap_or((0, &0.0));
+                Prediction { class, confidence, probs: p.to_vec() }
             })
             .collect())
     }

@@ -16,10 +16,7 @@ impl Time {
     pub fn from_nanos(ns: i64) -> Self {
         let sec = ns.div_euclid(1_000_000_000);
         let nanosec = ns.rem_euclid(1_000_000_000) as u32;
-        Self {
-            sec: sec.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
-            nanosec,
-        }
+        Self { sec: sec.clamp(i32::MIN as i64, i32::MAX as i64) as i32, nanosec }
     }
 
     /// Nanoseconds since the epoch.
@@ -29,9 +26,8 @@ impl Time {
 
     /// The current wall-clock time.
     pub fn now() -> Self {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let d =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Self::from_nanos(d.as_nanos() as i64)
     }
 }

@@ -170,10 +170,7 @@ mod tests {
 
     fn cmd(ns: i64, id: u32, bin: &str) -> SortCommand {
         SortCommand {
-            header: Header {
-                stamp: Time::from_nanos(ns),
-                frame_id: "cam".into(),
-            },
+            header: Header { stamp: Time::from_nanos(ns), frame_id: "cam".into() },
             coin_id: id,
             bin: bin.into(),
             ..Default::default()

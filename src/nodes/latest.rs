@@ -14,10 +14,7 @@ pub struct Latest<T> {
 impl<T> Latest<T> {
     /// An empty slot.
     pub fn new() -> Self {
-        Self {
-            slot: Mutex::new(None),
-            ready: Condvar::new(),
-        }
+        Self { slot: Mutex::new(None), ready: Condvar::new() }
     }
 
     /// Stores `v`, replacing any value not yet taken; returns true when one was replaced.

@@ -50,17 +50,11 @@ pub fn main_with(
         print!("{}", help_text(program, about, specs));
         return ExitCode::SUCCESS;
     }
-    let name = args
-        .node_name
-        .clone()
-        .unwrap_or_else(|| default_name.to_string());
+    let name = args.node_name.clone().unwrap_or_else(|| default_name.to_string());
     let ns = args.namespace.clone().unwrap_or_else(|| "/".to_string());
     let fq = format!("{}/{}", ns.trim_end_matches('/'), name);
     if args.other.iter().any(|a| a == "--dump-params") {
-        print!(
-            "{}",
-            crate::params::ParamSet::defaults(specs).to_params_yaml(&fq, specs)
-        );
+        print!("{}", crate::params::ParamSet::defaults(specs).to_params_yaml(&fq, specs));
         return ExitCode::SUCCESS;
     }
     if let Some(a) = args.other.first() {

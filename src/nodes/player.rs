@@ -61,27 +61,17 @@ pub async fn play(node: &mut RosNode, bag: &Path, opts: &PlayOptions) -> Result<
         } else if t.type_name == CompressedImage::ros_type() {
             Out::Compressed(node.publisher::<CompressedImage>(&t.name, qos::replay())?)
         } else {
-            tracing::info!(
-                "skipping topic {} of type {}: not an image",
-                t.name,
-                t.type_name
-            );
+            tracing::info!("skipping topic {} of type {}: not an image", t.name, t.type_name);
             continue;
         };
         outs.push((t.name.clone(), out));
     }
     if outs.is_empty() {
-        bail!(
-            "bag {} has no image topic to play (of {:?})",
-            bag.display(),
-            opts.topics
-        );
+        bail!("bag {} has no image topic to play (of {:?})", bag.display(), opts.topics);
     }
     let wait = Duration::from_secs_f64(opts.wait_timeout.max(0.0));
     for (topic, _) in &outs {
-        let n = node
-            .wait_for_subscribers(topic, opts.wait_subscribers, wait)
-            .await?;
+        let n = node.wait_for_subscribers(topic, opts.wait_subscribers, wait).await?;
         if n < opts.wait_subscribers {
             tracing::warn!(
                 "{topic} has {n} of {} subscribers after {wait:?}; playing anyway",
@@ -90,10 +80,8 @@ pub async fn play(node: &mut RosNode, bag: &Path, opts: &PlayOptions) -> Result<
         }
     }
     let names: Vec<String> = outs.iter().map(|(n, _)| n.clone()).collect();
-    let mut report = PlayReport {
-        published: names.iter().map(|n| (n.clone(), 0)).collect(),
-        failed: 0,
-    };
+    let mut report =
+        PlayReport { published: names.iter().map(|n| (n.clone(), 0)).collect(), failed: 0 };
     let start = tokio::time::Instant::now();
     let mut first_ns: Option<u64> = None;
     for msg in reader.messages(Some(&names))? {

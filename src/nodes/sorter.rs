@@ -163,10 +163,7 @@ pub struct SorterConfig {
 }
 
 fn positive_secs(name: &str, v: f64) -> Result<Duration> {
-    anyhow::ensure!(
-        v.is_finite() && v > 0.0,
-        "{name} {v} must be a positive number of seconds"
-    );
+    anyhow::ensure!(v.is_finite() && v > 0.0, "{name} {v} must be a positive number of seconds");
     Ok(Duration::from_secs_f64(v))
 }
 
@@ -181,11 +178,7 @@ pub fn locate_params(p: &ParamSet) -> Result<LocateParams> {
         max_coins: usize::try_from(p.integer("max_coins")).unwrap_or(0),
         ..DEFAULT_LOCATE
     };
-    anyhow::ensure!(
-        l.min_radius >= 1.0,
-        "min_radius {} must be at least 1",
-        l.min_radius
-    );
+    anyhow::ensure!(l.min_radius >= 1.0, "min_radius {} must be at least 1", l.min_radius);
     anyhow::ensure!(
         l.max_radius > l.min_radius,
         "max_radius {} must exceed min_radius {}",
@@ -207,11 +200,7 @@ pub fn locate_params(p: &ParamSet) -> Result<LocateParams> {
         "canny_threshold {} must be positive",
         l.canny_threshold
     );
-    anyhow::ensure!(
-        l.max_coins >= 1,
-        "max_coins {} must be at least 1",
-        p.integer("max_coins")
-    );
+    anyhow::ensure!(l.max_coins >= 1, "max_coins {} must be at least 1", p.integer("max_coins"));
     Ok(l)
 }
 
@@ -303,9 +292,7 @@ async fn serve(args: RosArgs, cfg: SorterConfig, pipeline: Pipeline) -> Result<(
         std::thread::Builder::new()
             .name("classify".into())
             .spawn(move || {
-                classify_loop(
-                    pipeline, &latest, &stop, &counters, period, det_pub, cmd_pub,
-                )
+                classify_loop(pipeline, &latest, &stop, &counters, period, det_pub, cmd_pub)
             })
             .context("cannot start the classification thread")?
     };
@@ -450,29 +437,15 @@ fn diagnostics_message(
     let c = counters.snapshot();
     let rejected = c.get("frames_rejected").copied().unwrap_or(0);
     let (level, message) = if rejected > 0 {
-        (
-            DiagnosticStatus::WARN,
-            format!("{rejected} bad frames dropped since start"),
-        )
+        (DiagnosticStatus::WARN, format!("{rejected} bad frames dropped since start"))
     } else {
         (DiagnosticStatus::OK, "classifying".to_string())
     };
-    let mut values: Vec<KeyValue> = c
-        .into_iter()
-        .map(|(key, v)| KeyValue {
-            key,
-            value: v.to_string(),
-        })
-        .collect();
-    values.push(KeyValue {
-        key: "model_path".into(),
-        value: cfg.model_path.display().to_string(),
-    });
+    let mut values: Vec<KeyValue> =
+        c.into_iter().map(|(key, v)| KeyValue { key, value: v.to_string() }).collect();
+    values.push(KeyValue { key: "model_path".into(), value: cfg.model_path.display().to_string() });
     DiagnosticArray {
-        header: Header {
-            stamp: Time::now(),
-            frame_id: String::new(),
-        },
+        header: Header { stamp: Time::now(), frame_id: String::new() },
         status: vec![DiagnosticStatus {
             level,
             name: format!("{}: pipeline", hardware_id.trim_start_matches('/')),

@@ -68,9 +68,6 @@ mod tests {
         };
         write_csv(&path, &[row]).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(
-            text,
-            format!("{CSV_HEADER}\nfull,1,2.000000,0.250000,1.500000,0.500000\n")
-        );
+        assert_eq!(text, format!("{CSV_HEADER}\nfull,1,2.000000,0.250000,1.500000,0.500000\n"));
     }
 }

@@ -54,10 +54,7 @@ pub struct ImageSet {
 /// The source-photo id of a crop file: its stem without a trailing `_<digits>`
 /// (`IMG_1_12.jpg` → `IMG_1`); a stem without such a suffix is its own group.
 pub fn group_id(path: &Path) -> String {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy())
-        .unwrap_or_default();
+    let stem = path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default();
     match stem.rsplit_once('_') {
         Some((photo, k)) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) => {
             photo.to_owned()
@@ -112,9 +109,7 @@ fn decode_all(paths: &[PathBuf], side: u32) -> Result<Vec<Vec<u8>>> {
             .collect();
         let mut out = Vec::with_capacity(paths.len());
         for h in handles {
-            let part = h
-                .join()
-                .map_err(|_| anyhow::anyhow!("image decoding thread panicked"))?;
+            let part = h.join().map_err(|_| anyhow::anyhow!("image decoding thread panicked"))?;
             for img in part {
                 out.push(img?);
             }
@@ -133,10 +128,8 @@ impl ImageSet {
         for dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
             let label = dir.file_name().map(|n| n.to_string_lossy().into_owned());
             let Some(label) = label else { continue };
-            let images: Vec<PathBuf> = sorted_entries(&dir)?
-                .into_iter()
-                .filter(|p| is_image(p))
-                .collect();
+            let images: Vec<PathBuf> =
+                sorted_entries(&dir)?.into_iter().filter(|p| is_image(p)).collect();
             if images.is_empty() {
                 bail!("class folder {} holds no JPEG or PNG images", dir.display());
             }
@@ -151,19 +144,9 @@ impl ImageSet {
         let samples = files
             .into_iter()
             .zip(pixels)
-            .map(|((label, path), rgb)| Sample {
-                group: group_id(&path),
-                path,
-                label,
-                rgb,
-            })
+            .map(|((label, path), rgb)| Sample { group: group_id(&path), path, label, rgb })
             .collect();
-        Ok(Self {
-            root: root.to_path_buf(),
-            labels,
-            side,
-            samples,
-        })
+        Ok(Self { root: root.to_path_buf(), labels, side, samples })
     }
 
     /// `(label, group)` of every sample, in sample order: the input of
@@ -183,10 +166,8 @@ impl ImageSet {
 
     /// Number of distinct groups among `indices`.
     pub fn group_count(&self, indices: &[usize]) -> usize {
-        let groups: std::collections::HashSet<&str> = indices
-            .iter()
-            .map(|&i| self.samples[i].group.as_str())
-            .collect();
+        let groups: std::collections::HashSet<&str> =
+            indices.iter().map(|&i| self.samples[i].group.as_str()).collect();
         groups.len()
     }
 
@@ -206,22 +187,13 @@ impl ImageSet {
         let mut labels = Vec::with_capacity(indices.len());
         for &i in indices {
             let s = &self.samples[i];
-            let augmented = augment
-                .as_deref_mut()
-                .map(|rng| augment_rgb(&s.rgb, side, rng));
-            normalise_rgb(
-                augmented.as_deref().unwrap_or(&s.rgb),
-                mean,
-                std,
-                &mut pixels,
-            );
+            let augmented = augment.as_deref_mut().map(|rng| augment_rgb(&s.rgb, side, rng));
+            normalise_rgb(augmented.as_deref().unwrap_or(&s.rgb), mean, std, &mut pixels);
             labels.push(s.label as i64);
         }
         let n = indices.len() as i64;
         let side = side as i64;
-        let xs = Tensor::from_slice(&pixels)
-            .view([n, 3, side, side])
-            .to_device(device);
+        let xs = Tensor::from_slice(&pixels).view([n, 3, side, side]).to_device(device);
         let ys = Tensor::from_slice(&labels).to_device(device);
         (xs, ys)
     }
@@ -233,10 +205,7 @@ mod tests {
 
     #[test]
     fn group_drops_only_a_numeric_suffix() {
-        assert_eq!(
-            group_id(Path::new("a/IMG_20190707_010436_12.jpg")),
-            "IMG_20190707_010436"
-        );
+        assert_eq!(group_id(Path::new("a/IMG_20190707_010436_12.jpg")), "IMG_20190707_010436");
         assert_eq!(group_id(Path::new("coin_x.png")), "coin_x");
         assert_eq!(group_id(Path::new("coin_.png")), "coin_");
         assert_eq!(group_id(Path::new("plain.jpg")), "plain");

@@ -42,9 +42,7 @@ pub fn save_torchscript(
 ) -> Result<()> {
     let module = trace(vs, net, input_size)?;
     crate::fsutil::write_atomic_path(out, |tmp| {
-        module
-            .save(tmp)
-            .with_context(|| format!("cannot save TorchScript to {}", tmp.display()))
+        module.save(tmp).with_context(|| format!("cannot save TorchScript to {}", tmp.display()))
     })
     .with_context(|| format!("cannot write model {}", out.display()))
 }
@@ -67,10 +65,8 @@ pub fn write_metadata(
         crop_scale: DEFAULT_CROP_SCALE,
         data,
     };
-    meta.validate()
-        .context("metadata of the trained model is inconsistent")?;
+    meta.validate().context("metadata of the trained model is inconsistent")?;
     let path = ModelMetadata::path_for_model(model);
-    meta.save(&path)
-        .with_context(|| format!("cannot write model metadata {}", path.display()))?;
+    meta.save(&path).with_context(|| format!("cannot write model metadata {}", path.display()))?;
     Ok(meta)
 }

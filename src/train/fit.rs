@@ -70,11 +70,7 @@ pub struct FitConfig {
 #[derive(Debug)]
 pub enum Progress<'a> {
     /// Step `step` (1-based) of `total` finished with this batch loss.
-    Step {
-        step: usize,
-        total: usize,
-        loss: f64,
-    },
+    Step { step: usize, total: usize, loss: f64 },
     /// An epoch finished; `all` holds it and every epoch before it.
     Epoch { all: &'a [EpochStats] },
 }
@@ -107,20 +103,14 @@ fn lr_at(step: usize, total: usize, warmup: usize, peak: f64) -> f64 {
 
 /// Deep copies of every variable (BatchNorm running statistics included).
 fn snapshot(vs: &nn::VarStore) -> HashMap<String, Tensor> {
-    vs.variables()
-        .into_iter()
-        .map(|(k, v)| (k, v.detach().copy()))
-        .collect()
+    vs.variables().into_iter().map(|(k, v)| (k, v.detach().copy())).collect()
 }
 
 fn restore(vs: &nn::VarStore, saved: &HashMap<String, Tensor>) -> Result<()> {
     tch::no_grad(|| {
         for (name, mut var) in vs.variables() {
-            let src = saved
-                .get(&name)
-                .with_context(|| format!("no saved copy of {name}"))?;
-            var.f_copy_(src)
-                .with_context(|| format!("cannot restore {name}"))?;
+            let src = saved.get(&name).with_context(|| format!("no saved copy of {name}"))?;
+            var.f_copy_(src).with_context(|| format!("cannot restore {name}"))?;
         }
         Ok(())
     })
@@ -137,13 +127,8 @@ fn evaluate(
     tch::no_grad(|| {
         let (mut loss_sum, mut correct) = (0.0, 0i64);
         for chunk in indices.chunks(batch_size) {
-            let (xs, ys) = set.batch(
-                chunk,
-                IMAGENET_MEAN,
-                IMAGENET_STD,
-                None::<&mut ChaCha8Rng>,
-                device,
-            );
+            let (xs, ys) =
+                set.batch(chunk, IMAGENET_MEAN, IMAGENET_STD, None::<&mut ChaCha8Rng>, device);
             let logits = net.forward_t(&xs, false);
             let loss =
                 logits.cross_entropy_loss::<Tensor>(&ys, None, tch::Reduction::Sum, -100, 0.0);
@@ -160,11 +145,7 @@ fn evaluate(
 fn epoch_batches(train: &[usize], batch_size: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<usize>> {
     let mut order = train.to_vec();
     order.shuffle(rng);
-    order
-        .chunks(batch_size)
-        .filter(|c| c.len() > 1)
-        .map(<[usize]>::to_vec)
-        .collect()
+    order.chunks(batch_size).filter(|c| c.len() > 1).map(<[usize]>::to_vec).collect()
 }
 
 /// Trains a new network on `split.train`, validates after each epoch on `split.val`, and
@@ -181,25 +162,10 @@ pub fn fit(
     mut on_progress: impl FnMut(Progress) -> Result<()>,
 ) -> Result<Fitted> {
     ensure!(cfg.epochs > 0, "epochs must be positive");
-    ensure!(
-        cfg.batch_size >= 2,
-        "batch size {} must be at least 2",
-        cfg.batch_size
-    );
-    ensure!(
-        cfg.lr.is_finite() && cfg.lr > 0.0,
-        "learning rate {} must be positive",
-        cfg.lr
-    );
-    ensure!(
-        split.train.len() >= 2,
-        "training side has {} images, need 2",
-        split.train.len()
-    );
-    ensure!(
-        !split.val.is_empty(),
-        "validation side is empty: need 2 photos in some class"
-    );
+    ensure!(cfg.batch_size >= 2, "batch size {} must be at least 2", cfg.batch_size);
+    ensure!(cfg.lr.is_finite() && cfg.lr > 0.0, "learning rate {} must be positive", cfg.lr);
+    ensure!(split.train.len() >= 2, "training side has {} images, need 2", split.train.len());
+    ensure!(!split.val.is_empty(), "validation side is empty: need 2 photos in some class");
 
     tch::manual_seed(cfg.seed as i64);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -207,12 +173,9 @@ pub fn fit(
     let net = ResNet::new(&vs.root(), cfg.base_width, set.labels.len() as i64)?;
     let mut opt = match cfg.optim {
         Optim::Adamw => nn::AdamW::default().build(&vs, cfg.lr)?,
-        Optim::Sgd => nn::Sgd {
-            momentum: 0.9,
-            nesterov: true,
-            ..Default::default()
+        Optim::Sgd => {
+            nn::Sgd { momentum: 0.9, nesterov: true, ..Default::default() }.build(&vs, cfg.lr)?
         }
-        .build(&vs, cfg.lr)?,
     };
     // zero_grad registers the variables' groups with the optimiser, so groups exist to configure.
     opt.zero_grad();
@@ -246,11 +209,7 @@ pub fn fit(
             loss_sum += batch_loss * chunk.len() as f64;
             correct += i64::try_from(logits.argmax(-1, false).eq_tensor(&ys).sum(Kind::Int64))?;
             seen += chunk.len();
-            on_progress(Progress::Step {
-                step,
-                total,
-                loss: batch_loss,
-            })?;
+            on_progress(Progress::Step { step, total, loss: batch_loss })?;
         }
         let (val_loss, val_acc) = evaluate(&net, set, &split.val, cfg.batch_size * 2, device)?;
         curves.push(EpochStats {
@@ -272,13 +231,7 @@ pub fn fit(
     }
     let (best_epoch, _, _, weights) = best.context("no epoch ran")?;
     restore(&vs, &weights)?;
-    Ok(Fitted {
-        vs,
-        net,
-        curves,
-        best_epoch,
-        steps: step,
-    })
+    Ok(Fitted { vs, net, curves, best_epoch, steps: step })
 }
 
 #[cfg(test)]

@@ -67,10 +67,7 @@ impl Bottleneck {
         let cout = width * EXPANSION;
         let downsample = (stride != 1 || cin != cout).then(|| {
             let d = p / "downsample";
-            (
-                conv(&d / "0", cin, cout, 1, stride),
-                batch_norm(&d / "1", cout, false),
-            )
+            (conv(&d / "0", cin, cout, 1, stride), batch_norm(&d / "1", cout, false))
         });
         Self {
             conv1: conv(p / "conv1", cin, width, 1, 1),
@@ -119,10 +116,7 @@ impl ResNet {
     /// structure for tests). Both arguments must be positive.
     pub fn new(p: &nn::Path, base_width: i64, num_classes: i64) -> Result<Self> {
         ensure!(base_width > 0, "base_width {base_width} must be positive");
-        ensure!(
-            num_classes > 0,
-            "num_classes {num_classes} must be positive"
-        );
+        ensure!(num_classes > 0, "num_classes {num_classes} must be positive");
         let conv1 = conv(p / "conv1", 3, base_width, 7, 2);
         let bn1 = batch_norm(p / "bn1", base_width, false);
         let mut blocks = Vec::new();
@@ -137,13 +131,7 @@ impl ResNet {
             }
         }
         let fc = nn::linear(p / "fc", cin, num_classes, Default::default());
-        Ok(Self {
-            conv1,
-            bn1,
-            blocks,
-            fc,
-            num_classes,
-        })
+        Ok(Self { conv1, bn1, blocks, fc, num_classes })
     }
 
     /// Number of output columns (classes).
@@ -154,17 +142,17 @@ impl ResNet {
 
 impl ModuleT for ResNet {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut ys = xs
-            .apply(&self.conv1)
-            .apply_t(&self.bn1, train)
-            .relu()
-            .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        let mut ys = xs.apply(&self.conv1).apply_t(&self.bn1, train).relu().max_pool2d(
+            [3, 3],
+            [2, 2],
+            [1, 1],
+            [1, 1],
+            false,
+        );
         for block in &self.blocks {
             ys = block.forward_t(&ys, train);
         }
-        ys.adaptive_avg_pool2d([1, 1])
-            .flatten(1, -1)
-            .apply(&self.fc)
+        ys.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
     }
 }
 
@@ -177,11 +165,7 @@ mod tests {
     fn real_resnet50_has_the_reference_parameter_count() {
         let vs = nn::VarStore::new(Device::Cpu);
         ResNet::new(&vs.root(), RESNET50_BASE_WIDTH, 1000).unwrap();
-        let params: i64 = vs
-            .trainable_variables()
-            .iter()
-            .map(|t| t.numel() as i64)
-            .sum();
+        let params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
         // torchvision's resnet50 with 1000 classes: 25,557,032 parameters.
         assert_eq!(params, 25_557_032);
     }

@@ -176,11 +176,7 @@ pub fn run_on(args: &TrainArgs, device: Device) -> Result<TrainReport> {
                     seconds = e.seconds,
                     "epoch done"
                 );
-                bar.set_prefix(format!(
-                    "epoch {}/{}",
-                    (e.epoch + 1).min(cfg.epochs),
-                    cfg.epochs
-                ));
+                bar.set_prefix(format!("epoch {}/{}", (e.epoch + 1).min(cfg.epochs), cfg.epochs));
                 last_val = format!(", epoch {} val_acc {:.3}", e.epoch, e.val_acc);
                 write_csv(&curves_csv, all)?;
             }

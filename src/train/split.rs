@@ -48,25 +48,14 @@ pub fn split_by_group<'a>(
         by_label.entry(*label).or_default().push(name);
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut split = Split {
-        train: Vec::new(),
-        val: Vec::new(),
-    };
+    let mut split = Split { train: Vec::new(), val: Vec::new() };
     for names in by_label.values_mut() {
         names.shuffle(&mut rng);
         let n = names.len();
         let wanted = (val_fraction * n as f64).round() as usize;
-        let n_val = if val_fraction > 0.0 && n >= 2 {
-            wanted.clamp(1, n - 1)
-        } else {
-            0
-        };
+        let n_val = if val_fraction > 0.0 && n >= 2 { wanted.clamp(1, n - 1) } else { 0 };
         for (k, name) in names.iter().enumerate() {
-            let side = if k < n_val {
-                &mut split.val
-            } else {
-                &mut split.train
-            };
+            let side = if k < n_val { &mut split.val } else { &mut split.train };
             side.extend_from_slice(&groups[name].1);
         }
     }
@@ -81,15 +70,7 @@ mod tests {
 
     #[test]
     fn every_label_with_two_groups_is_on_both_sides() {
-        let keys = [
-            (0, "a"),
-            (0, "a"),
-            (0, "b"),
-            (1, "c"),
-            (1, "d"),
-            (1, "d"),
-            (2, "e"),
-        ];
+        let keys = [(0, "a"), (0, "a"), (0, "b"), (1, "c"), (1, "d"), (1, "d"), (2, "e")];
         let s = split_by_group(keys, 0.1, 3).unwrap();
         let labels = |idx: &[usize]| idx.iter().map(|&i| keys[i].0).collect::<Vec<_>>();
         assert!(labels(&s.val).contains(&0) && labels(&s.train).contains(&0));

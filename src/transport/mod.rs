@@ -21,14 +21,10 @@ use crate::params::RosArgs;
 pub fn domain_id_from_env() -> Result<u16> {
     match std::env::var("ROS_DOMAIN_ID") {
         Ok(v) if !v.trim().is_empty() => {
-            let id: u16 = v
-                .trim()
-                .parse()
-                .with_context(|| format!("ROS_DOMAIN_ID {v:?} is not a number"))?;
+            let id: u16 =
+                v.trim().parse().with_context(|| format!("ROS_DOMAIN_ID {v:?} is not a number"))?;
             if id > 232 {
-                return Err(anyhow!(
-                    "ROS_DOMAIN_ID {id} is above 232, the largest DDS allows"
-                ));
+                return Err(anyhow!("ROS_DOMAIN_ID {id} is above 232, the largest DDS allows"));
             }
             Ok(id)
         }
@@ -57,10 +53,7 @@ impl RosNode {
 
     /// Like [`RosNode::new`] on an explicit DDS domain.
     pub fn in_domain(default_name: &str, args: &RosArgs, domain: u16) -> Result<Self> {
-        let name = args
-            .node_name
-            .clone()
-            .unwrap_or_else(|| default_name.to_string());
+        let name = args.node_name.clone().unwrap_or_else(|| default_name.to_string());
         let namespace = names::normalise_namespace(args.namespace.as_deref().unwrap_or("/"))?;
         let context = Context::with_options(ContextOptions::new().domain_id(domain))
             .map_err(|e| anyhow!("cannot start DDS on domain {domain}: {e:?}"))?;
@@ -71,9 +64,7 @@ impl RosNode {
                 NodeOptions::new().enable_rosout(true),
             )
             .map_err(|e| anyhow!("cannot create node {name}: {e:?}"))?;
-        let spinner = node
-            .spinner()
-            .map_err(|e| anyhow!("cannot start spinner: {e:?}"))?;
+        let spinner = node.spinner().map_err(|e| anyhow!("cannot start spinner: {e:?}"))?;
         let spinner = tokio::spawn(async move {
             if let Err(e) = spinner.spin().await {
                 tracing::error!("ROS 2 spinner stopped: {e:?}; graph events are no longer seen");
@@ -93,18 +84,11 @@ impl RosNode {
     /// stops before the DDS participant goes, so peers are told and nothing is torn down
     /// twice. Publishers and subscriptions should be dropped before calling this.
     pub async fn shutdown(self) {
-        let Self {
-            node,
-            spinner,
-            _context: context,
-            ..
-        } = self;
+        let Self { node, spinner, _context: context, .. } = self;
         // Dropping the node is what tells its spinner to stop.
         drop(node);
         if let Some(handle) = spinner
-            && tokio::time::timeout(Duration::from_secs(2), handle)
-                .await
-                .is_err()
+            && tokio::time::timeout(Duration::from_secs(2), handle).await.is_err()
         {
             tracing::warn!("ROS 2 spinner did not stop within 2 s; leaving anyway");
         }
@@ -195,9 +179,7 @@ pub struct Counters(Arc<Mutex<BTreeMap<String, u64>>>);
 impl Counters {
     /// Counters that start at zero for each of `keys`.
     pub fn with_keys(keys: &[&str]) -> Self {
-        Self(Arc::new(Mutex::new(
-            keys.iter().map(|k| (k.to_string(), 0)).collect(),
-        )))
+        Self(Arc::new(Mutex::new(keys.iter().map(|k| (k.to_string(), 0)).collect())))
     }
 
     /// Adds `n` to counter `key`.
@@ -209,10 +191,7 @@ impl Counters {
 
     /// The current value of `key` (0 when never counted).
     pub fn get(&self, key: &str) -> u64 {
-        self.0
-            .lock()
-            .map(|m| m.get(key).copied().unwrap_or(0))
-            .unwrap_or(0)
+        self.0.lock().map(|m| m.get(key).copied().unwrap_or(0)).unwrap_or(0)
     }
 
     /// A copy of all counters.

@@ -63,23 +63,11 @@ mod tests {
             resolve("~/detections", "/robot", "sorter", &r).unwrap(),
             "/robot/sorter/detections"
         );
-        assert_eq!(
-            resolve("~/detections", "/", "sorter", &[]).unwrap(),
-            "/sorter/detections"
-        );
-        assert_eq!(
-            resolve("image", "/robot", "sorter", &[]).unwrap(),
-            "/robot/image"
-        );
-        assert_eq!(
-            resolve("/camera/image_raw", "/", "s", &r).unwrap(),
-            "/cam2/image"
-        );
+        assert_eq!(resolve("~/detections", "/", "sorter", &[]).unwrap(), "/sorter/detections");
+        assert_eq!(resolve("image", "/robot", "sorter", &[]).unwrap(), "/robot/image");
+        assert_eq!(resolve("/camera/image_raw", "/", "s", &r).unwrap(), "/cam2/image");
         let r = vec![("~/sort_commands".to_string(), "/bins/cmd".to_string())];
-        assert_eq!(
-            resolve("~/sort_commands", "/", "s", &r).unwrap(),
-            "/bins/cmd"
-        );
+        assert_eq!(resolve("~/sort_commands", "/", "s", &r).unwrap(), "/bins/cmd");
         assert!(resolve("/bad name", "/", "s", &[]).is_err());
         assert_eq!(normalise_namespace("robot/").unwrap(), "/robot");
         assert_eq!(normalise_namespace("/").unwrap(), "/");

@@ -13,14 +13,11 @@ pub fn image(reliability: &str, depth: i64) -> Result<QosProfile> {
     if depth < 1 {
         bail!("image_qos_depth {depth} must be at least 1");
     }
-    let base = QosProfile::subscription_default().history(History::KeepLast {
-        depth: depth as usize,
-    });
+    let base =
+        QosProfile::subscription_default().history(History::KeepLast { depth: depth as usize });
     Ok(match reliability {
         "best_effort" => base.reliability(Reliability::BestEffort),
-        "reliable" => base.reliability(Reliability::Reliable {
-            when_full: WhenFull::DEFAULT,
-        }),
+        "reliable" => base.reliability(Reliability::Reliable { when_full: WhenFull::DEFAULT }),
         other => bail!("image_qos_reliability {other:?} is not best_effort or reliable"),
     })
 }
@@ -28,19 +25,13 @@ pub fn image(reliability: &str, depth: i64) -> Result<QosProfile> {
 /// Detections and sort commands: reliable, keep-last [`OUTPUT_DEPTH`].
 pub fn output() -> QosProfile {
     QosProfile::publisher_default()
-        .reliability(Reliability::Reliable {
-            when_full: WhenFull::DEFAULT,
-        })
-        .history(History::KeepLast {
-            depth: OUTPUT_DEPTH,
-        })
+        .reliability(Reliability::Reliable { when_full: WhenFull::DEFAULT })
+        .history(History::KeepLast { depth: OUTPUT_DEPTH })
 }
 
 /// State topics a late subscriber should still see: reliable, transient-local, depth 1.
 pub fn latched() -> QosProfile {
-    output()
-        .durability(Durability::TransientLocal)
-        .history(History::KeepLast { depth: 1 })
+    output().durability(Durability::TransientLocal).history(History::KeepLast { depth: 1 })
 }
 
 /// What a recorder or player uses for replayed images: reliable, keep-last 10.

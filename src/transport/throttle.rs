@@ -14,10 +14,7 @@ pub struct Throttle {
 impl Throttle {
     /// A throttle letting one line per key through every `period`.
     pub fn new(period: Duration) -> Self {
-        Self {
-            period,
-            last: HashMap::new(),
-        }
+        Self { period, last: HashMap::new() }
     }
 
     /// `Some(suppressed)` when a line for `key` may be logged now, with how many were held

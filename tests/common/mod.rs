@@ -37,17 +37,10 @@ pub fn read_labelme(path: &Path) -> Vec<Labelled> {
             let n = pts.len() as f32;
             let cx = pts.iter().map(|p| p.0).sum::<f32>() / n;
             let cy = pts.iter().map(|p| p.1).sum::<f32>() / n;
-            let r = pts
-                .iter()
-                .map(|p| ((p.0 - cx).powi(2) + (p.1 - cy).powi(2)).sqrt())
-                .sum::<f32>()
-                / n;
-            Labelled {
-                label: s["label"].as_str().unwrap().to_string(),
-                x: cx,
-                y: cy,
-                r,
-            }
+            let r =
+                pts.iter().map(|p| ((p.0 - cx).powi(2) + (p.1 - cy).powi(2)).sqrt()).sum::<f32>()
+                    / n;
+            Labelled { label: s["label"].as_str().unwrap().to_string(), x: cx, y: cy, r }
         })
         .collect()
 }
@@ -59,32 +52,20 @@ pub fn load_rgb(path: &Path, max_side: u32) -> (RgbImage, f32) {
     let (w, h) = img.dimensions();
     let scale = (max_side as f32 / w.max(h) as f32).min(1.0);
     let img = if scale < 1.0 {
-        let (nw, nh) = (
-            (w as f32 * scale).round() as u32,
-            (h as f32 * scale).round() as u32,
-        );
+        let (nw, nh) = ((w as f32 * scale).round() as u32, (h as f32 * scale).round() as u32);
         image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle)
     } else {
         img
     };
     let (width, height) = img.dimensions();
-    (
-        RgbImage {
-            width,
-            height,
-            data: img.into_raw(),
-        },
-        scale,
-    )
+    (RgbImage { width, height, data: img.into_raw() }, scale)
 }
 
 /// The `coins-photos` scenes: image path and labelled coins, sorted by file name.
 pub fn photo_scenes() -> Vec<(PathBuf, Vec<Labelled>)> {
     let dir = shared_data().join("coins-photos/annotations");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     files
         .into_iter()
@@ -101,19 +82,15 @@ pub fn photo_scenes() -> Vec<(PathBuf, Vec<Labelled>)> {
 /// `classes` (all classes when empty) of `coins-mobile` into a class-per-folder set in `dst`.
 pub fn coins_subset(dst: &Path, classes: &[&str], photos: usize, per_photo: usize) {
     let src = shared_data().join("coins-mobile");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&src)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().path()).collect();
     dirs.sort();
     dirs.retain(|d| classes.is_empty() || classes.iter().any(|c| d.ends_with(c)));
     for class in dirs {
         let out = dst.join(class.file_name().unwrap());
         std::fs::create_dir_all(&out).unwrap();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&class)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(&class).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort();
         let mut groups: Vec<String> = Vec::new();
         let mut per_group = std::collections::HashMap::<String, usize>::new();
