@@ -49,6 +49,27 @@ struct Seen {
     diagnostics: BTreeMap<String, String>,
 }
 
+impl Seen {
+    /// A counter of the sorter node's last /diagnostics message (0 before the first).
+    fn counter(&self, key: &str) -> u64 {
+        self.diagnostics.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    /// Coins in all detections received.
+    fn coins(&self) -> usize {
+        self.frames.values().map(|f| f.detections.len()).sum()
+    }
+
+    /// Whether every published frame was handled by the node, its detections arrived, and the
+    /// actuator executed one command per coin.
+    fn settled(&self, published: u64) -> bool {
+        let processed = self.counter("frames_processed");
+        let handled = processed + self.counter("frames_skipped") + self.counter("frames_rejected");
+        let moved = self.actuator.as_ref().map_or(0, |a| a.commands_received as usize);
+        handled >= published && self.frames.len() as u64 >= processed && moved == self.coins()
+    }
+}
+
 /// A child node process, stopped with SIGINT (then killed) when dropped.
 struct NodeProcess {
     name: &'static str,
@@ -147,15 +168,22 @@ async fn listen_and_play(
         loop {
             tokio::select! {
                 Some(Ok((d, _))) = dets.next() => {
-                    print_frame(&d, labels.get(&d.header.stamp.as_nanos()).copied());
-                    if let Ok(mut s) = seen.lock() { s.frames.insert(d.header.stamp.as_nanos(), d); }
+                    let stamp = d.header.stamp.as_nanos();
+                    print_frame(&d, labels.get(&stamp).copied());
+                    if let Ok(mut s) = seen.lock() {
+                        s.frames.insert(stamp, d);
+                    }
                 }
                 Some(Ok((a, _))) = states.next() => {
-                    if let Ok(mut s) = seen.lock() { s.actuator = Some(a); }
+                    if let Ok(mut s) = seen.lock() {
+                        s.actuator = Some(a);
+                    }
                 }
                 Some(Ok((g, _))) = diags.next() => {
-                    if let (Ok(mut s), Some(st)) = (seen.lock(), g.status.into_iter().find(|s| s.hardware_id == "/coin_sorter")) {
-                        s.diagnostics = st.values.into_iter().map(|kv| (kv.key, kv.value)).collect();
+                    let sorter = g.status.into_iter().find(|s| s.hardware_id == "/coin_sorter");
+                    if let (Ok(mut s), Some(st)) = (seen.lock(), sorter) {
+                        let values = st.values.into_iter().map(|kv| (kv.key, kv.value));
+                        s.diagnostics = values.collect();
                     }
                 }
                 else => break,
@@ -184,33 +212,7 @@ async fn listen_and_play(
             if sorter.exited().is_some() || actuator.exited().is_some() {
                 bail!("a node exited during the demo; see its log above");
             }
-            let done = seen
-                .lock()
-                .map(|s| {
-                    let handled = s
-                        .diagnostics
-                        .get("frames_processed")
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .unwrap_or(0)
-                        + s.diagnostics
-                            .get("frames_skipped")
-                            .and_then(|v| v.parse::<u64>().ok())
-                            .unwrap_or(0)
-                        + s.diagnostics
-                            .get("frames_rejected")
-                            .and_then(|v| v.parse::<u64>().ok())
-                            .unwrap_or(0);
-                    let coins: usize = s.frames.values().map(|f| f.detections.len()).sum();
-                    let moved = s.actuator.as_ref().map_or(0, |a| a.commands_received as usize);
-                    handled >= published
-                        && s.frames.len() as u64
-                            >= s.diagnostics
-                                .get("frames_processed")
-                                .and_then(|v| v.parse().ok())
-                                .unwrap_or(u64::MAX)
-                        && moved == coins
-                })
-                .unwrap_or(false);
+            let done = seen.lock().map(|s| s.settled(published)).unwrap_or(false);
             if done {
                 break;
             }
@@ -251,8 +253,8 @@ fn print_summary(report: &player::PlayReport, seen: &Seen, truth: &[score::Truth
             tally.add(&f.coins, &d.detections);
         }
     }
-    let counter = |k: &str| seen.diagnostics.get(k).cloned().unwrap_or_else(|| "?".into());
-    let coins: usize = seen.frames.values().map(|f| f.detections.len()).sum();
+    let counter = |k: &str| seen.counter(k);
+    let coins = seen.coins();
     println!("\n=== coin_sorter demo summary ===");
     println!("frames published by the player:   {published}");
     println!("frames received by the node:       {}", counter("frames_received"));

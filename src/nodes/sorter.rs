@@ -328,7 +328,8 @@ async fn serve(args: RosArgs, cfg: SorterConfig, pipeline: Pipeline) -> Result<(
                     counters.add("malformed_messages", 1);
                     if let Some(held) = throttle.allow("malformed") {
                         tracing::warn!(
-                            "dropped a malformed {topic} message ({e:?}; {held} more since last report); waiting for the next one"
+                            "dropped a malformed {topic} message ({e:?}; {held} more since the \
+                             last report); waiting for the next one"
                         );
                     }
                 }
@@ -419,7 +420,8 @@ fn classify_loop(
                         String::new()
                     };
                     tracing::warn!(
-                        "dropped {topic} frame stamped {}.{:09}: {e}{more}; waiting for the next frame",
+                        "dropped {topic} frame stamped {}.{:09}: {e}{more}; \
+                         waiting for the next frame",
                         stamp.sec,
                         stamp.nanosec
                     );
