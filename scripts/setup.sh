@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything coin_sorter needs on a fresh Debian 12 machine, inside the repo where it can:
-# Debian build packages (OpenCV 4.6, clang for bindgen, iproute2 for the private network
-# namespace), a Python venv at .venv holding libtorch 2.11.0 (PyPI torch wheel, CPU-lean
+# Debian build packages (OpenCV 4.6, clang for bindgen, fontconfig and a font for the plots,
+# iproute2 for the private network namespace), a Python venv at .venv holding libtorch 2.11.0 (PyPI torch wheel, CPU-lean
 # install) and the test peers' packages, then a release build of every binary.
 # Idempotent: a second run only checks and rebuilds what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-APT_PKGS=(libopencv-dev clang libclang-dev pkg-config iproute2 util-linux python3-venv)
+APT_PKGS=(libopencv-dev clang libclang-dev pkg-config iproute2 util-linux python3-venv
+  libfontconfig1-dev libfreetype-dev fonts-dejavu-core)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
