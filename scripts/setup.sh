@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs everything coin_sorter needs on a fresh Debian 12 machine, inside the repo where it can:
-# Debian build packages (OpenCV 4.6, clang for bindgen, fontconfig and a font for the plots,
-# iproute2 for the private network namespace), a Python venv at .venv holding libtorch 2.11.0 (PyPI torch wheel, CPU-lean
-# install) and the test peers' packages, then a release build of every binary.
+# Installs everything coin_sorter needs on a fresh Debian 12 machine, inside the repo where it
+# can: Debian build packages (OpenCV 4.6, clang for bindgen, fontconfig and a font for the
+# plots, iproute2 for the private network namespace), a Python venv at .venv holding libtorch
+# 2.11.0 (PyPI torch wheel, CPU-lean install) and the test peers' packages, then a release
+# build of every binary.
 # Idempotent: a second run only checks and rebuilds what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
