@@ -3,7 +3,8 @@
 //! The modules follow the data flow: image in → [`decode`] → [`locate`] → [`classify`] →
 //! [`decide`] (bin) → publish ([`transport`]); [`pipeline`] chains the steps without any
 //! transport, [`nodes`] wires it to ROS 2. Around it: [`train`] makes the model, [`score`]
-//! measures it, [`params`] reads ROS 2 parameters and [`msgs`] defines every message.
+//! measures it, [`plots`] draws curves and confusion matrices, [`params`] reads ROS 2
+//! parameters and [`msgs`] defines every message.
 
 pub mod bag;
 pub mod classify;
@@ -16,6 +17,7 @@ pub mod msgs;
 pub mod nodes;
 pub mod params;
 pub mod pipeline;
+pub mod plots;
 pub mod score;
 pub mod train;
 pub mod transport;

@@ -39,6 +39,30 @@ pub struct DataSummary {
     pub seed: u64,
 }
 
+/// How a model came about: its training stage and what it started from. Models exported before
+/// two-stage training have none of it in their file and read as stage 1 without a parent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    /// 1: trained on the source set; 2: fine-tuned from `parent` on a target set.
+    pub stage: u8,
+    /// Path of the model this one was fine-tuned from (stage 2).
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// File name of the VarStore weights beside the model (safetensors), which a later stage
+    /// starts from.
+    #[serde(default)]
+    pub weights: Option<String>,
+    /// First-stage width of the ResNet (64 for ResNet-50).
+    #[serde(default)]
+    pub base_width: Option<i64>,
+}
+
+impl Default for TrainingRecord {
+    fn default() -> Self {
+        Self { stage: 1, parent: None, weights: None, base_width: None }
+    }
+}
+
 /// Metadata of one exported model, stored as JSON next to the TorchScript file.
 ///
 /// Invariant (checked by [`ModelMetadata::validate`]): `labels` is non-empty and unique, the
@@ -61,6 +85,9 @@ pub struct ModelMetadata {
     /// What the model was trained on.
     #[serde(default)]
     pub data: DataSummary,
+    /// Training stage and origin.
+    #[serde(default)]
+    pub training: TrainingRecord,
 }
 
 fn default_crop_scale() -> f32 {

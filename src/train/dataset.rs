@@ -11,7 +11,7 @@ use rand::Rng;
 use tch::{Device, Tensor};
 
 use crate::classify::preprocess::normalise_rgb;
-use crate::train::augment::augment_rgb;
+use crate::train::augment::{self, Level};
 
 const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 
@@ -173,21 +173,28 @@ impl ImageSet {
 
     /// Builds a batch from `indices`: images `[N, 3, side, side]` (float, normalised with
     /// `mean`/`std` through [`normalise_rgb`]) and labels `[N]` (int64), on `device`. With
-    /// `augment`, each image gets a random augmentation drawn from that generator.
+    /// `augmentation`, each image in turn gets an augmentation of that level drawn from that
+    /// generator (see [`augment::augment`]); fails only if augmenting fails.
     pub fn batch(
         &self,
         indices: &[usize],
         mean: [f32; 3],
         std: [f32; 3],
-        mut augment: Option<&mut impl Rng>,
+        mut augmentation: Option<(Level, &mut impl Rng)>,
         device: Device,
-    ) -> (Tensor, Tensor) {
+    ) -> Result<(Tensor, Tensor)> {
         let side = self.side as usize;
         let mut pixels = Vec::with_capacity(indices.len() * 3 * side * side);
         let mut labels = Vec::with_capacity(indices.len());
         for &i in indices {
             let s = &self.samples[i];
-            let augmented = augment.as_deref_mut().map(|rng| augment_rgb(&s.rgb, side, rng));
+            let augmented = match augmentation.as_mut() {
+                Some((level, rng)) => Some(
+                    augment::augment(&s.rgb, side, *level, rng)
+                        .with_context(|| format!("cannot augment {}", s.path.display()))?,
+                ),
+                None => None,
+            };
             normalise_rgb(augmented.as_deref().unwrap_or(&s.rgb), mean, std, &mut pixels);
             labels.push(s.label as i64);
         }
@@ -195,7 +202,7 @@ impl ImageSet {
         let side = side as i64;
         let xs = Tensor::from_slice(&pixels).view([n, 3, side, side]).to_device(device);
         let ys = Tensor::from_slice(&labels).to_device(device);
-        (xs, ys)
+        Ok((xs, ys))
     }
 }
 

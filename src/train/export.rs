@@ -7,7 +7,7 @@ use tch::nn::{self, ModuleT};
 use tch::{CModule, Kind, Tensor};
 
 use crate::classify::metadata::{
-    DEFAULT_CROP_SCALE, DataSummary, IMAGENET_MEAN, IMAGENET_STD, ModelMetadata,
+    DEFAULT_CROP_SCALE, DataSummary, IMAGENET_MEAN, IMAGENET_STD, ModelMetadata, TrainingRecord,
 };
 use crate::train::resnet::ResNet;
 
@@ -49,12 +49,13 @@ pub fn save_torchscript(
 
 /// Writes the metadata of the model at `model` to [`ModelMetadata::path_for_model`]: `arch`
 /// [`ARCH`], ImageNet mean/std (the constants training normalises with), the default crop
-/// scale. Returns what it wrote; fails if the metadata would be invalid.
+/// scale, and `training`. Returns what it wrote; fails if the metadata would be invalid.
 pub fn write_metadata(
     model: &Path,
     labels: &[String],
     input_size: u32,
     data: DataSummary,
+    training: TrainingRecord,
 ) -> Result<ModelMetadata> {
     let meta = ModelMetadata {
         arch: ARCH.to_owned(),
@@ -64,6 +65,7 @@ pub fn write_metadata(
         std: IMAGENET_STD,
         crop_scale: DEFAULT_CROP_SCALE,
         data,
+        training,
     };
     meta.validate().context("metadata of the trained model is inconsistent")?;
     let path = ModelMetadata::path_for_model(model);

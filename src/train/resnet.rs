@@ -4,6 +4,7 @@
 //! `fc`), so weights converted from torchvision load into this network unchanged.
 
 use anyhow::{Result, ensure};
+use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::{Tensor, nn::init};
 
@@ -13,6 +14,74 @@ pub const RESNET50_BLOCKS: [usize; 4] = [3, 4, 6, 3];
 pub const RESNET50_BASE_WIDTH: i64 = 64;
 /// A bottleneck block outputs this many times its inner width.
 pub const EXPANSION: i64 = 4;
+
+/// A top-level part of the network, in input-to-output order, named as its variables' first
+/// path component (`conv1.weight`, `layer3.2.bn1.running_mean`, `fc.bias`).
+///
+/// The order is the order of the forward pass, so "up to and including part P" is `<= P`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Part {
+    /// The 7x7 stem convolution.
+    Conv1,
+    /// The stem BatchNorm.
+    Bn1,
+    /// First bottleneck stage.
+    Layer1,
+    /// Second bottleneck stage.
+    Layer2,
+    /// Third bottleneck stage.
+    Layer3,
+    /// Fourth bottleneck stage.
+    Layer4,
+    /// The linear classifier head.
+    Fc,
+}
+
+impl Part {
+    /// Every part, in forward order.
+    pub const ALL: [Part; 7] =
+        [Part::Conv1, Part::Bn1, Part::Layer1, Part::Layer2, Part::Layer3, Part::Layer4, Part::Fc];
+
+    /// The name used in variable paths and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Conv1 => "conv1",
+            Part::Bn1 => "bn1",
+            Part::Layer1 => "layer1",
+            Part::Layer2 => "layer2",
+            Part::Layer3 => "layer3",
+            Part::Layer4 => "layer4",
+            Part::Fc => "fc",
+        }
+    }
+
+    /// The part a VarStore variable belongs to, from the first component of its name; `None`
+    /// for a name outside the network.
+    pub fn of_variable(name: &str) -> Option<Part> {
+        let first = name.split('.').next()?;
+        Part::ALL.into_iter().find(|p| p.name() == first)
+    }
+
+    /// The bottleneck stage (0-based) this part is, if it is one.
+    fn stage(self) -> Option<usize> {
+        match self {
+            Part::Layer1 => Some(0),
+            Part::Layer2 => Some(1),
+            Part::Layer3 => Some(2),
+            Part::Layer4 => Some(3),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// VarStore group of parameters that get no weight decay (BatchNorm scales and shifts):
 /// decaying them only fights the normalisation.
@@ -101,13 +170,17 @@ impl ModuleT for Bottleneck {
 /// with `flatten(1, -1)`, never a view built from the traced batch size, so a traced copy
 /// accepts any `N`. In training mode BatchNorm needs more than one value per channel, so
 /// batches of one only work in evaluation mode.
+///
+/// Parts up to [`ResNet::frozen_until`] run their BatchNorm in evaluation mode even in
+/// training mode, so their running statistics stay as loaded.
 #[derive(Debug)]
 pub struct ResNet {
     conv1: nn::Conv2D,
     bn1: nn::BatchNorm,
-    blocks: Vec<Bottleneck>,
+    stages: Vec<Vec<Bottleneck>>,
     fc: nn::Linear,
     num_classes: i64,
+    frozen_until: Option<Part>,
 }
 
 impl ResNet {
@@ -119,38 +192,72 @@ impl ResNet {
         ensure!(num_classes > 0, "num_classes {num_classes} must be positive");
         let conv1 = conv(p / "conv1", 3, base_width, 7, 2);
         let bn1 = batch_norm(p / "bn1", base_width, false);
-        let mut blocks = Vec::new();
+        let mut stages = Vec::new();
         let mut cin = base_width;
         for (stage, &count) in RESNET50_BLOCKS.iter().enumerate() {
             let width = base_width << stage;
             let sp = p / format!("layer{}", stage + 1);
+            let mut blocks = Vec::new();
             for i in 0..count {
                 let stride = if i == 0 && stage > 0 { 2 } else { 1 };
                 blocks.push(Bottleneck::new(&(&sp / i), cin, width, stride));
                 cin = width * EXPANSION;
             }
+            stages.push(blocks);
         }
         let fc = nn::linear(p / "fc", cin, num_classes, Default::default());
-        Ok(Self { conv1, bn1, blocks, fc, num_classes })
+        Ok(Self { conv1, bn1, stages, fc, num_classes, frozen_until: None })
     }
 
     /// Number of output columns (classes).
     pub fn num_classes(&self) -> i64 {
         self.num_classes
     }
+
+    /// The last frozen part, if any (see [`ResNet::freeze_until`]).
+    pub fn frozen_until(&self) -> Option<Part> {
+        self.frozen_until
+    }
+
+    /// Freezes every part up to and including `last`: their variables in `vs` (the store this
+    /// network was built in) stop requiring gradients, and their BatchNorms stay in evaluation
+    /// mode. Returns the number of variables frozen. `last` must come before [`Part::Fc`], so
+    /// something is left to train.
+    pub fn freeze_until(&mut self, vs: &nn::VarStore, last: Part) -> Result<usize> {
+        ensure!(last < Part::Fc, "freezing up to {last} would leave nothing to train");
+        let mut frozen = 0;
+        for (name, var) in vs.variables() {
+            if Part::of_variable(&name).is_some_and(|p| p <= last) {
+                // Running statistics never require gradients; this leaves them as they are.
+                let _ = var.set_requires_grad(false);
+                frozen += 1;
+            }
+        }
+        self.frozen_until = Some(last);
+        Ok(frozen)
+    }
+
+    /// Whether `part` runs in training mode when the network does.
+    fn trains(&self, part: Part, train: bool) -> bool {
+        train && self.frozen_until.is_none_or(|last| part > last)
+    }
 }
 
 impl ModuleT for ResNet {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut ys = xs.apply(&self.conv1).apply_t(&self.bn1, train).relu().max_pool2d(
+        let bn1_train = self.trains(Part::Bn1, train);
+        let mut ys = xs.apply(&self.conv1).apply_t(&self.bn1, bn1_train).relu().max_pool2d(
             [3, 3],
             [2, 2],
             [1, 1],
             [1, 1],
             false,
         );
-        for block in &self.blocks {
-            ys = block.forward_t(&ys, train);
+        for (part, stage) in Part::ALL.into_iter().filter_map(|p| p.stage().map(|s| (p, s))) {
+            let stage_train = self.trains(part, train);
+            for block in &self.stages[stage] {
+                ys = block.forward_t(&ys, stage_train);
+            }
         }
         ys.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
     }
@@ -178,6 +285,36 @@ mod tests {
             let xs = Tensor::randn([n, 3, 32, 32], (Kind::Float, Device::Cpu));
             assert_eq!(net.forward_t(&xs, false).size(), [n, 5]);
         }
+    }
+
+    #[test]
+    fn every_variable_belongs_to_a_part_in_forward_order() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        ResNet::new(&vs.root(), 4, 3).unwrap();
+        let names = vs.variables();
+        assert!(names.keys().all(|n| Part::of_variable(n).is_some()), "{:?}", names.keys());
+        assert_eq!(Part::of_variable("layer3.2.bn1.running_mean"), Some(Part::Layer3));
+        assert_eq!(Part::of_variable("bn1.weight"), Some(Part::Bn1));
+        assert_eq!(Part::of_variable("fc"), Some(Part::Fc));
+        assert_eq!(Part::of_variable("layer5.0.conv1.weight"), None);
+        assert!(Part::Conv1 < Part::Bn1 && Part::Layer4 < Part::Fc);
+    }
+
+    #[test]
+    fn freezing_stops_gradients_up_to_the_part_and_refuses_the_head() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut net = ResNet::new(&vs.root(), 4, 3).unwrap();
+        assert!(net.freeze_until(&vs, Part::Fc).is_err());
+        let frozen = net.freeze_until(&vs, Part::Layer2).unwrap();
+        // A block has 3 convolutions and 3 BatchNorms of 4 variables each, a downsample 1 + 4:
+        // conv1 + bn1 + layer1 (3 blocks + downsample) + layer2 (4 blocks + downsample).
+        assert_eq!(frozen, 1 + 4 + (3 * 15 + 5) + (4 * 15 + 5));
+        for (name, var) in vs.variables() {
+            let part = Part::of_variable(&name).unwrap();
+            let trainable = !name.ends_with("running_mean") && !name.ends_with("running_var");
+            assert_eq!(var.requires_grad(), trainable && part > Part::Layer2, "{name}");
+        }
+        assert_eq!(net.frozen_until(), Some(Part::Layer2));
     }
 
     #[test]
