@@ -2,12 +2,15 @@
 //!
 //! The modules follow the data flow: image in → [`decode`] → [`locate`] → [`classify`] →
 //! [`decide`] (bin) → publish ([`transport`]); [`pipeline`] chains the steps without any
-//! transport, [`nodes`] wires it to ROS 2. Around it: [`train`] makes the model, [`score`]
-//! measures it, [`plots`] draws curves and confusion matrices, [`params`] reads ROS 2
-//! parameters and [`msgs`] defines every message.
+//! transport, [`nodes`] wires it to ROS 2. Around it: [`dataset`] cuts training crops,
+//! [`train`] makes the model, [`score`] measures it, [`audit`] tries to prove its test score
+//! wrong, [`plots`] draws curves and confusion matrices, [`params`] reads ROS 2 parameters and
+//! [`msgs`] defines every message.
 
+pub mod audit;
 pub mod bag;
 pub mod classify;
+pub mod dataset;
 pub mod decide;
 pub mod decode;
 pub mod demo;

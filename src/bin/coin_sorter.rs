@@ -1,15 +1,18 @@
-//! The coin_sorter command line: training, bag inspection and the demo.
+//! The coin_sorter command line: data sets, training, audits, bag inspection and the demo.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use coin_sorter::audit::{self, AuditArgs};
 use coin_sorter::bag::{BagInfoArgs, run_info};
+use coin_sorter::dataset::{self, DatasetCommand};
 use coin_sorter::demo::{self, DemoArgs};
 use coin_sorter::nodes::init_logging;
 use coin_sorter::train::{self, TrainArgs};
 
-/// Coin sorter tools: train the classifier, inspect recordings, run the live demo.
+/// Coin sorter tools: make crop sets, train and audit the classifier, inspect recordings, run
+/// the live demo.
 #[derive(Debug, Parser)]
 #[command(name = "coin_sorter", version)]
 struct Cli {
@@ -19,6 +22,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Make class-per-folder coin crop sets from annotations, bags or a live camera.
+    Dataset {
+        #[command(subcommand)]
+        command: DatasetCommand,
+    },
+    /// Audit a model's test score: leakage, exact interval, negative controls, curves.
+    Audit(AuditArgs),
     /// Train the ResNet-50 coin classifier on a class-per-folder image set and export it.
     Train(TrainArgs),
     /// Inspect rosbag2 recordings.
@@ -49,6 +59,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(None);
     let result = match cli.command {
+        Command::Dataset { command } => dataset::run(&command),
+        Command::Audit(args) => audit::run(&args).map(|r| {
+            for c in &r.checks {
+                println!("{:<18} {}  {}", c.name, c.verdict, c.why);
+            }
+            println!(
+                "overall: {}; report {} and {}",
+                r.overall,
+                audit::report::markdown_path(&args.out).display(),
+                audit::report::json_path(&args.out).display()
+            );
+        }),
         Command::Train(args) => train::run(&args).map(|r| {
             println!(
                 "model {} (best validation accuracy {:.1}% at epoch {}), curves {}",
