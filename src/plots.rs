@@ -168,9 +168,8 @@ pub fn confusion_png(
         path.display()
     );
     let size = confusion_size(n);
-    let centred = |px: u32| {
-        TextStyle::from((FONT, px).into_font()).pos(Pos::new(HPos::Center, VPos::Center))
-    };
+    let centred =
+        |px: u32| TextStyle::from((FONT, px).into_font()).pos(Pos::new(HPos::Center, VPos::Center));
     render(size, path, |root| {
         let draw_text = |text: String, at: (i32, i32), style: &TextStyle| {
             root.draw(&Text::new(text, at, style.clone())).map_err(plot_error)

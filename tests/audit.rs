@@ -48,7 +48,10 @@ fn measure() {
         }
     }
     near.sort();
-    println!("diff class min {diff_class_min}; same-class cross-photo within threshold {}", near.len());
+    println!(
+        "diff class min {diff_class_min}; same-class cross-photo within threshold {}",
+        near.len()
+    );
     println!("{:?}", near.first());
     let brighten = |mut i: image::RgbImage| {
         for p in i.pixels_mut() {

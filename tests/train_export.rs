@@ -7,8 +7,11 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use coin_sorter::classify::metadata::ModelMetadata;
+use coin_sorter::train::augment::Level;
 use coin_sorter::train::dataset::ImageSet;
-use coin_sorter::train::fit::{FitConfig, Fitted, Optim, fit};
+use coin_sorter::train::fit::{FitConfig, Fitted, Model, fit};
+use coin_sorter::train::optim::Optim;
+use coin_sorter::train::sampler::Balance;
 use coin_sorter::train::split::{Split, split_by_group};
 use coin_sorter::train::{TrainArgs, export, run};
 use tch::nn::ModuleT;
@@ -32,19 +35,25 @@ fn small_set() -> tempfile::TempDir {
 
 fn tiny_config(seed: u64) -> FitConfig {
     FitConfig {
+        stage: 1,
         epochs: 2,
         batch_size: 4,
         lr: 2e-3,
         seed,
         max_steps: Some(3),
-        base_width: 8,
         optim: Optim::Adamw,
+        augment: Level::Full,
+        balance: Balance::None,
+        patience: None,
+        stop_after: None,
+        checkpoint: None,
     }
 }
 
 fn tiny_fit(set: &ImageSet, split: &Split, seed: u64) -> Fitted {
     let _guard = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
-    fit(set, split, &tiny_config(seed), Device::Cpu, |_| Ok(())).unwrap()
+    let model = Model::new(8, set.labels.len(), seed, Device::Cpu).unwrap();
+    fit(model, set, split, &tiny_config(seed), Device::Cpu, None, |_| Ok(())).unwrap()
 }
 
 #[test]
@@ -58,7 +67,8 @@ fn exported_torchscript_matches_the_varstore_model_for_any_batch() {
     let out = data.path().join("models/tiny.pt");
     export::save_torchscript(&mut fitted.vs, &fitted.net, SIDE, &out).unwrap();
     let labels: Vec<String> = CLASSES.iter().map(|s| s.to_string()).collect();
-    export::write_metadata(&out, &set.labels, SIDE, Default::default()).unwrap();
+    export::write_metadata(&out, &set.labels, SIDE, Default::default(), Default::default())
+        .unwrap();
 
     let module = tch::CModule::load(&out).unwrap();
     let meta = ModelMetadata::load(&ModelMetadata::path_for_model(&out)).unwrap();
@@ -71,7 +81,8 @@ fn exported_torchscript_matches_the_varstore_model_for_any_batch() {
     let std = coin_sorter::classify::metadata::IMAGENET_STD;
     for n in [1i64, 7] {
         let idx: Vec<usize> = (0..n as usize).collect();
-        let (xs, _) = set.batch(&idx, mean, std, None::<&mut rand_chacha::ChaCha8Rng>, Device::Cpu);
+        let plain = None::<(Level, &mut rand_chacha::ChaCha8Rng)>;
+        let (xs, _) = set.batch(&idx, mean, std, plain, Device::Cpu).unwrap();
         let want = tch::no_grad(|| fitted.net.forward_t(&xs, false));
         let got = module.forward_ts(&[&xs]).unwrap();
         assert_eq!(got.size(), [n, 3]);
@@ -155,8 +166,8 @@ fn run_writes_model_metadata_and_curves() {
 
     let csv = std::fs::read_to_string(&report.curves_csv).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "stage,epoch,train_loss,train_acc,val_loss,val_acc");
+    assert_eq!(lines[0], coin_sorter::train::curves::CSV_HEADER);
     assert_eq!(lines.len(), 3);
-    assert!(lines[2].starts_with("full,2,"));
+    assert!(lines[2].starts_with("1,2,"));
     assert!(tch::CModule::load(&report.model).is_ok());
 }

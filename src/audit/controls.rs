@@ -15,8 +15,11 @@ use super::Verdict;
 use super::predict::Predicted;
 use super::stats::{CONFIDENCE, Interval, clopper_pearson};
 use crate::classify::metadata::{IMAGENET_MEAN, IMAGENET_STD};
+use crate::train::augment::Level;
 use crate::train::dataset::ImageSet;
-use crate::train::fit::{FitConfig, Optim, Progress, fit};
+use crate::train::fit::{FitConfig, Model, Progress, fit};
+use crate::train::optim::Optim;
+use crate::train::sampler::Balance;
 use crate::train::split::Split;
 
 /// Share of the shuffled training set's groups held out to pick the epoch.
@@ -153,15 +156,21 @@ pub fn shuffled_label_run(
     }
     let split = group_holdout(&shuffled, cfg.seed)?;
     let fit_cfg = FitConfig {
+        stage: 1,
         epochs: cfg.epochs,
         batch_size: cfg.batch_size,
         lr: Optim::Adamw.default_lr(),
         seed: cfg.seed,
         max_steps: cfg.max_steps,
-        base_width: cfg.base_width,
         optim: Optim::Adamw,
+        augment: Level::None,
+        balance: Balance::None,
+        patience: None,
+        stop_after: None,
+        checkpoint: None,
     };
-    let fitted = fit(&shuffled, &split, &fit_cfg, device, |p| {
+    let model = Model::new(cfg.base_width, shuffled.labels.len(), cfg.seed, device)?;
+    let fitted = fit(model, &shuffled, &split, &fit_cfg, device, None, |p| {
         if let Progress::Step { step, total, loss } = p {
             bar.set_length(total as u64);
             bar.set_position(step as u64);
@@ -174,8 +183,8 @@ pub fn shuffled_label_run(
     let mut predicted = Vec::with_capacity(indices.len());
     tch::no_grad(|| -> Result<()> {
         for chunk in indices.chunks(cfg.batch_size.max(2) * 2) {
-            let (xs, _) =
-                test.batch(chunk, IMAGENET_MEAN, IMAGENET_STD, None::<&mut ChaCha8Rng>, device);
+            let no_augment = None::<(Level, &mut ChaCha8Rng)>;
+            let (xs, _) = test.batch(chunk, IMAGENET_MEAN, IMAGENET_STD, no_augment, device)?;
             let out = fitted.net.forward_t(&xs, false).argmax(-1, false).to_device(Device::Cpu);
             let classes: Vec<i64> = Vec::try_from(out)?;
             predicted.extend(classes.into_iter().map(|c| c as usize));

@@ -78,9 +78,9 @@ fn hash_of_grey(pixels: &[f64]) -> PHash {
         }
     }
     let mut coeffs = Vec::with_capacity(KEEP * KEEP);
-    for v in 0..KEEP {
+    for column_basis in basis.iter().take(KEEP) {
         for u in 0..KEEP {
-            coeffs.push((0..SIDE).map(|y| rows[y][u] * basis[v][y]).sum::<f64>());
+            coeffs.push(rows.iter().zip(column_basis).map(|(row, b)| row[u] * b).sum::<f64>());
         }
     }
     let ac = &coeffs[1..];

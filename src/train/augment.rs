@@ -32,9 +32,7 @@ pub const NOISE: (f64, (f32, f32)) = (0.3, (2.0, 8.0));
 pub const JPEG: (f64, (u8, u8)) = (0.3, (30, 90));
 
 /// How much augmentation training applies.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// None: every crop as it is on disk.

@@ -233,8 +233,13 @@ fn evaluate(
     let mut loss_sum = 0.0;
     tch::no_grad(|| -> Result<()> {
         for chunk in indices.chunks(batch_size) {
-            let (xs, ys) =
-                set.batch(chunk, IMAGENET_MEAN, IMAGENET_STD, None::<(Level, &mut ChaCha8Rng)>, device)?;
+            let (xs, ys) = set.batch(
+                chunk,
+                IMAGENET_MEAN,
+                IMAGENET_STD,
+                None::<(Level, &mut ChaCha8Rng)>,
+                device,
+            )?;
             let logits = net.forward_t(&xs, false);
             let loss =
                 logits.cross_entropy_loss::<Tensor>(&ys, None, tch::Reduction::Sum, -100, 0.0);
@@ -252,7 +257,11 @@ fn evaluate(
     Ok(Evaluation { loss: loss_sum / n, accuracy: correct as f64 / n, confusion })
 }
 
-fn restore(vs: &nn::VarStore, saved: &HashMap<String, Tensor>, origin: &std::path::Path) -> Result<()> {
+fn restore(
+    vs: &nn::VarStore,
+    saved: &HashMap<String, Tensor>,
+    origin: &std::path::Path,
+) -> Result<()> {
     weights::copy_into(vs, saved, origin, &HeadRule::Copy).map(|_| ())
 }
 
@@ -326,7 +335,8 @@ pub fn fit(
         }
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0i64, 0usize);
-        let batches = epoch_batches(&split.train, &train_labels, cfg.batch_size, cfg.balance, &mut rng)?;
+        let batches =
+            epoch_batches(&split.train, &train_labels, cfg.batch_size, cfg.balance, &mut rng)?;
         for chunk in batches {
             if state.steps >= total {
                 break;
@@ -372,8 +382,11 @@ pub fn fit(
         let previous = state.best.clone();
         let improved = previous.as_ref().is_none_or(|b| val.accuracy > b.val_acc);
         let better = improved
-            || previous.as_ref().is_some_and(|b| val.accuracy == b.val_acc && val.loss < b.val_loss);
-        state.epochs_since_improvement = if improved { 0 } else { state.epochs_since_improvement + 1 };
+            || previous
+                .as_ref()
+                .is_some_and(|b| val.accuracy == b.val_acc && val.loss < b.val_loss);
+        state.epochs_since_improvement =
+            if improved { 0 } else { state.epochs_since_improvement + 1 };
         if better {
             state.best = Some(BestEpoch { epoch, val_acc: val.accuracy, val_loss: val.loss });
             best_weights = Some(snapshot(&vs));

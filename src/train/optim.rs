@@ -83,11 +83,8 @@ pub struct Optimizer {
 /// address of the tensor data they share.
 fn trainable_with_groups(vs: &nn::VarStore) -> Result<Vec<(String, Tensor, usize)>> {
     let vars = vs.variables_.lock().map_err(|_| anyhow!("the VarStore's lock is poisoned"))?;
-    let group_of: HashMap<usize, usize> = vars
-        .trainable_variables
-        .iter()
-        .map(|v| (v.tensor.data_ptr() as usize, v.group))
-        .collect();
+    let group_of: HashMap<usize, usize> =
+        vars.trainable_variables.iter().map(|v| (v.tensor.data_ptr() as usize, v.group)).collect();
     let mut out: Vec<(String, Tensor, usize)> = vars
         .named_variables
         .iter()
@@ -219,7 +216,8 @@ fn adamw(p: &mut Param, grad: &Tensor, lr: f64, t: i32) -> Result<()> {
         return Err(anyhow!("AdamW state of {} is incomplete", p.name));
     };
     let _ = exp_avg.f_mul_scalar_(BETA1)?.f_add_(&grad.f_mul_scalar(1.0 - BETA1)?)?;
-    let _ = exp_avg_sq.f_mul_scalar_(BETA2)?.f_add_(&grad.f_mul(grad)?.f_mul_scalar(1.0 - BETA2)?)?;
+    let _ =
+        exp_avg_sq.f_mul_scalar_(BETA2)?.f_add_(&grad.f_mul(grad)?.f_mul_scalar(1.0 - BETA2)?)?;
     let bias1 = 1.0 - BETA1.powi(t);
     let bias2 = 1.0 - BETA2.powi(t);
     let denom = exp_avg_sq.f_sqrt()?.f_div_scalar(bias2.sqrt())?.f_add_scalar(EPS)?;
@@ -322,7 +320,7 @@ mod tests {
         for (name, x) in a_vs.variables() {
             assert!(x.equal(&b_vs.variables()[&name]), "{name} differs after resuming");
         }
-        let mut missing = saved.clone();
+        let mut missing = saved;
         missing.remove("exp_avg.w");
         assert!(b.load_state(&missing, 3).unwrap_err().to_string().contains("exp_avg.w"));
     }

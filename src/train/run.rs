@@ -219,7 +219,11 @@ impl Settings {
 
 /// Fails, listing each difference, unless `now` equals the settings `recorded` in the
 /// checkpoint at `origin`.
-fn same_settings(recorded: &serde_json::Value, now: &serde_json::Value, origin: &Path) -> Result<()> {
+fn same_settings(
+    recorded: &serde_json::Value,
+    now: &serde_json::Value,
+    origin: &Path,
+) -> Result<()> {
     let empty = serde_json::Map::new();
     let (old, new) = (recorded.as_object().unwrap_or(&empty), now.as_object().unwrap_or(&empty));
     let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();

@@ -142,7 +142,11 @@ pub fn copy_into(
     Ok(report)
 }
 
-fn lookup<'a>(source: &'a HashMap<String, Tensor>, name: &str, origin: &Path) -> Result<&'a Tensor> {
+fn lookup<'a>(
+    source: &'a HashMap<String, Tensor>,
+    name: &str,
+    origin: &Path,
+) -> Result<&'a Tensor> {
     source.get(name).with_context(|| format!("{} has no variable {name}", origin.display()))
 }
 
