@@ -61,7 +61,8 @@ impl ControlScore {
 
     /// FAIL when the whole interval lies above the baseline (the control beats it at 95%),
     /// WARN when the interval is too wide to say anything (it reaches halfway from the
-    /// baseline to 100%, so even a strong leak would pass unseen), PASS otherwise. `what` names the suspected cause for the FAIL message.
+    /// baseline to 100%, so even a strong leak would pass unseen), PASS otherwise. `what`
+    /// names the suspected cause for the FAIL message.
     pub fn verdict(&self, what: &str) -> (Verdict, String) {
         let a = &self.accuracy;
         let base = self.baseline();
