@@ -223,3 +223,38 @@ fn capture_saves_every_coin_the_pipeline_finds_on_a_live_topic() {
     assert_eq!(records.len(), expected);
     assert!(expected >= 50, "only {expected} coins located in 30 frames");
 }
+
+#[test]
+fn split_keeps_photos_whole_unless_asked_to_split_by_crop() {
+    use coin_sorter::dataset::split::{self, SplitArgs, SplitBy};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("set");
+    common::coins_subset(&data, &["1c", "2e", "50c"], 4, 3);
+    let args = |by, out: &str| SplitArgs {
+        data: data.clone(),
+        out: dir.path().join(out),
+        test_fraction: 0.25,
+        by,
+        classes: vec!["2e".into(), "50c".into()],
+        seed: 3,
+    };
+    let groups =
+        |files: &[PathBuf]| -> BTreeSet<String> { files.iter().map(|f| group_id(f)).collect() };
+
+    let s = split::run(&args(SplitBy::Photo, "photo")).unwrap();
+    assert_eq!(s.labels, ["2e", "50c"]);
+    // 4 photos of 3 crops per class: one photo of each class is tested.
+    assert_eq!((s.train.len(), s.test.len()), (18, 6));
+    assert!(groups(&s.train).is_disjoint(&groups(&s.test)));
+    assert_eq!(files_under(&dir.path().join("photo/test")).len(), 6);
+
+    let s = split::run(&args(SplitBy::Crop, "crop")).unwrap();
+    assert_eq!((s.train.len(), s.test.len()), (18, 6));
+    assert!(!groups(&s.train).is_disjoint(&groups(&s.test)), "no photo on both sides");
+
+    let err = split::run(&args(SplitBy::Photo, "photo")).unwrap_err();
+    assert!(err.to_string().contains("exists already"), "{err}");
+    let mut bad = args(SplitBy::Photo, "bad");
+    bad.classes = vec!["3e".into()];
+    assert!(split::run(&bad).unwrap_err().to_string().contains("\"3e\""));
+}

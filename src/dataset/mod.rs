@@ -2,13 +2,15 @@
 //!
 //! [`crops`] cuts them from annotated photos ([`labelme`]) or from a recorded bag with its
 //! ground truth; [`capture`] cuts them from a live camera topic with the node's own pipeline,
-//! labelled with the model's guess for an operator to correct. Every crop is written by
+//! labelled with the model's guess for an operator to correct; [`split`] divides a set into
+//! train and test folders. Every crop is written by
 //! [`writer`] as `OUT/<label>/<source>_<k>.jpg`, so the training split can group crops by
 //! source photo ([`crate::train::dataset::group_id`]).
 
 pub mod capture;
 pub mod crops;
 pub mod labelme;
+pub mod split;
 pub mod writer;
 
 use anyhow::{Result, bail};
@@ -31,6 +33,9 @@ pub enum DatasetCommand {
     Crops(crops::CropsArgs),
     /// Save the coins a model finds on a live image topic, sorted by its guess.
     Capture(capture::CaptureArgs),
+    /// Split a crop set into train and test folders, by source photo (or by crop, to plant a
+    /// leak for an audit).
+    Split(split::SplitArgs),
 }
 
 /// Runs a `dataset` subcommand.
@@ -38,6 +43,7 @@ pub fn run(cmd: &DatasetCommand) -> Result<()> {
     match cmd {
         DatasetCommand::Crops(args) => crops::run(args).map(|_| ()),
         DatasetCommand::Capture(args) => capture::run(args).map(|_| ()),
+        DatasetCommand::Split(args) => split::run(args).map(|_| ()),
     }
 }
 

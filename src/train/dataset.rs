@@ -118,27 +118,35 @@ fn decode_all(paths: &[PathBuf], side: u32) -> Result<Vec<Vec<u8>>> {
     })
 }
 
+/// The class folders of a class-per-folder set at `root` (sorted) and every image in them as
+/// `(class index, path)`, sorted by class then name. Fails, naming the path, on a missing or
+/// empty folder or a class folder without images.
+pub fn list_class_files(root: &Path) -> Result<(Vec<String>, Vec<(usize, PathBuf)>)> {
+    let mut labels = Vec::new();
+    let mut files = Vec::new();
+    for dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
+        let label = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        let Some(label) = label else { continue };
+        let images: Vec<PathBuf> =
+            sorted_entries(&dir)?.into_iter().filter(|p| is_image(p)).collect();
+        if images.is_empty() {
+            bail!("class folder {} holds no JPEG or PNG images", dir.display());
+        }
+        files.extend(images.into_iter().map(|p| (labels.len(), p)));
+        labels.push(label);
+    }
+    if labels.is_empty() {
+        bail!("{} has no class folders", root.display());
+    }
+    Ok((labels, files))
+}
+
 impl ImageSet {
     /// Reads every image under `root`, resizing to `side`×`side`. Fails, naming the path, on a
     /// missing or empty folder, a class folder without images, or an undecodable image.
     pub fn load(root: &Path, side: u32) -> Result<Self> {
         ensure!(side > 0, "image side must be positive");
-        let mut labels = Vec::new();
-        let mut files = Vec::new();
-        for dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
-            let label = dir.file_name().map(|n| n.to_string_lossy().into_owned());
-            let Some(label) = label else { continue };
-            let images: Vec<PathBuf> =
-                sorted_entries(&dir)?.into_iter().filter(|p| is_image(p)).collect();
-            if images.is_empty() {
-                bail!("class folder {} holds no JPEG or PNG images", dir.display());
-            }
-            files.extend(images.into_iter().map(|p| (labels.len(), p)));
-            labels.push(label);
-        }
-        if labels.is_empty() {
-            bail!("{} has no class folders", root.display());
-        }
+        let (labels, files) = list_class_files(root)?;
         let paths: Vec<PathBuf> = files.iter().map(|(_, p)| p.clone()).collect();
         let pixels = decode_all(&paths, side)?;
         let samples = files

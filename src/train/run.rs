@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tch::Device;
 
+use crate::classify::device::{DevicePref, select};
 use crate::classify::metadata::{DEFAULT_INPUT_SIZE, DataSummary, ModelMetadata, TrainingRecord};
 use crate::train::augment::Level;
 use crate::train::checkpoint;
@@ -104,6 +105,9 @@ pub struct TrainArgs {
     /// still spans --epochs).
     #[arg(long, value_name = "EPOCH")]
     pub stop_after_epoch: Option<usize>,
+    /// Where to train: auto (CUDA when usable, else CPU), cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
     /// libtorch intra-op threads [default: libtorch's choice, one per core].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -139,6 +143,7 @@ impl TrainArgs {
             patience: None,
             resume: None,
             stop_after_epoch: None,
+            device: "auto".to_owned(),
             threads: None,
             max_steps: None,
             base_width: RESNET50_BASE_WIDTH,
@@ -289,9 +294,12 @@ pub struct TrainReport {
     pub total_seconds: f64,
 }
 
-/// Trains on the CPU; see [`run_on`].
+/// Trains on the device `args.device` names; see [`run_on`].
 pub fn run(args: &TrainArgs) -> Result<TrainReport> {
-    run_on(args, Device::Cpu)
+    let pref: DevicePref = args.device.parse()?;
+    let device = select(pref)?;
+    tracing::info!(?device, "training device");
+    run_on(args, device)
 }
 
 fn progress_bar() -> Result<ProgressBar> {
