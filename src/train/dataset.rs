@@ -118,10 +118,13 @@ fn decode_all(paths: &[PathBuf], side: u32) -> Result<Vec<Vec<u8>>> {
     })
 }
 
+/// Class labels, and `(class index, path)` of every image.
+pub type ClassFiles = (Vec<String>, Vec<(usize, PathBuf)>);
+
 /// The class folders of a class-per-folder set at `root` (sorted) and every image in them as
 /// `(class index, path)`, sorted by class then name. Fails, naming the path, on a missing or
 /// empty folder or a class folder without images.
-pub fn list_class_files(root: &Path) -> Result<(Vec<String>, Vec<(usize, PathBuf)>)> {
+pub fn list_class_files(root: &Path) -> Result<ClassFiles> {
     let mut labels = Vec::new();
     let mut files = Vec::new();
     for dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
