@@ -24,11 +24,10 @@ use serde::Serialize;
 
 use crate::classify::device::DevicePref;
 use crate::classify::model::Classifier;
-use crate::train::curves::curves_path_for_model;
+use crate::train::curves::{EpochStats, curves_path_for_model, read_csv};
 use crate::train::dataset::ImageSet;
 use confusion::Confusion;
 use controls::{ControlScore, ShuffleConfig};
-use curves::CurveRow;
 use leakage::{DEFAULT_NEAR_THRESHOLD, Leakage};
 use stats::{CONFIDENCE, Interval};
 
@@ -109,7 +108,7 @@ pub struct AuditReport {
     /// The curves file read (None when the model has none).
     pub curves_file: Option<PathBuf>,
     /// Its rows.
-    pub curves: Vec<CurveRow>,
+    pub curves: Vec<EpochStats>,
     /// Per-class results on the test set.
     pub confusion: Confusion,
 }
@@ -248,7 +247,7 @@ pub fn run(args: &AuditArgs) -> Result<AuditReport> {
 
     let curves_path = curves_path_for_model(&args.model);
     let (curves_file, curves) = if curves_path.is_file() {
-        (Some(curves_path.clone()), curves::read_curves(&curves_path)?)
+        (Some(curves_path.clone()), read_csv(&curves_path)?)
     } else {
         (None, Vec::new())
     };
