@@ -18,7 +18,7 @@ EPOCHS2=${EPOCHS2:-15}       # stage-2 epochs
 FREEZE=${FREEZE:-layer3}     # stage 2 freezes the backbone up to and including this part
 CLASSES=${CLASSES:-20c,1e,5c} # the three coins-photos classes with the most labelled coins
 SEED=${SEED:-0}
-CS=target/release/coin_sorter
+CS=${CS:-target/release/coin_sorter}  # a copy keeps the run safe from rebuilds
 [ -x "$CS" ] || { echo "run scripts/setup.sh first ($CS is missing)" >&2; exit 1; }
 
 rm -rf "$OUT"
