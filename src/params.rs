@@ -351,7 +351,8 @@ fn flatten<'a>(
 pub fn help_text(program: &str, about: &str, specs: &[ParamSpec]) -> String {
     let mut s = format!(
         "{about}\n\nUsage: {program} [--help] [--ros-args [-p NAME:=VALUE] [--params-file FILE] \
-         [-r __node:=NAME] [-r __ns:=/NS] [-r FROM:=TO] [--log-level LEVEL]]\n\nParameters:\n"
+         [-r __node:=NAME] [-r __ns:=/NS] [-r FROM:=TO] [--log-level LEVEL]]\n       {program} \
+         --dump-params   (every default, in params-file form)\n\nParameters:\n"
     );
     for p in specs {
         let v = p.default.value();

@@ -96,7 +96,10 @@ pub fn curves_png(rows: &[EpochStats], path: &Path) -> Result<()> {
                 .configure_mesh()
                 .x_desc("epoch (all stages)")
                 .y_desc(name)
-                .x_label_formatter(&|x| format!("{x:.0}"))
+                // Epochs are whole: label only the ticks that fall on one.
+                .x_label_formatter(&|x| {
+                    if (x - x.round()).abs() < 1e-6 { format!("{x:.0}") } else { String::new() }
+                })
                 .draw()
                 .map_err(plot_error)?;
             for (x, stage) in &starts {

@@ -138,7 +138,7 @@ pub struct AuditArgs {
     /// Where the model and the control retrain run: auto, cpu or cuda.
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// pHash bits (of 63) within which two pictures count as near-duplicates.
+    /// pHash bits (of 1023) within which two pictures count as near-duplicates.
     #[arg(long, default_value_t = DEFAULT_NEAR_THRESHOLD)]
     pub near_threshold: u32,
     /// Epochs of the shuffled-label retrain; 0 skips that control.

@@ -214,9 +214,9 @@ pub fn to_markdown(r: &AuditReport) -> String {
     }
     let _ = writeln!(
         s,
-        "\n## Near-duplicates\n\n63-bit DCT pHash of the 32×32 grey picture; a pair counts when \
-         at most {} bits differ (copies re-encoded or brightened stay within a few bits, \
-         different photos are further apart). Closest train/test pair: {} bits.\n",
+        "\n## Near-duplicates\n\n{HASH_BITS}-bit DCT pHash of the 128×128 grey picture; a pair counts \
+         when at most {} bits differ (copies re-encoded or brightened stay far inside that, \
+         coins of different classes far outside). Closest train/test pair: {} bits.\n",
         l.threshold, l.closest_distance
     );
     if !l.near.is_empty() {

@@ -13,6 +13,7 @@ mod mcap_storage;
 mod metadata;
 mod sqlite_storage;
 mod storage;
+pub mod writer;
 
 use std::collections::BTreeSet;
 use std::fmt;

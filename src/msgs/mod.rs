@@ -2,6 +2,7 @@
 //! is the CDR wire order. Our own types mirror `msg/*.msg` field by field (a test checks it).
 
 pub mod coin_sorter;
+pub mod definitions;
 pub mod diagnostic_msgs;
 pub mod sensor_msgs;
 pub mod std_msgs;

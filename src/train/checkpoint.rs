@@ -129,6 +129,11 @@ fn remove_unnamed(dir: &Path, keep: &[&str]) -> Result<()> {
 /// Reads the checkpoint in `path` (the folder, or its `state.json`). Fails, naming the file,
 /// when a file is missing or unreadable or the layout version differs.
 pub fn load(path: &Path) -> Result<Loaded> {
+    ensure!(
+        path.exists(),
+        "checkpoint {} does not exist (give the <model>.ckpt folder)",
+        path.display()
+    );
     let dir = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
     let state_path = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&state_path)

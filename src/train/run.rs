@@ -164,6 +164,7 @@ impl TrainArgs {
             s => bail!("stage {s} does not exist; use 1 or 2"),
         }
         ensure!(self.patience != Some(0), "--patience must be at least 1");
+        ensure!(self.stop_after_epoch != Some(0), "--stop-after-epoch must be at least 1");
         Ok(())
     }
 }

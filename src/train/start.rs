@@ -99,7 +99,7 @@ pub fn build(
     };
     tracing::info!(
         copied = report.copied,
-        head_kept = ?report.head_kept,
+        head_left_random = ?report.head_not_copied,
         unused = report.unused.len(),
         "loaded initial weights"
     );

@@ -83,7 +83,7 @@ pub struct CopyReport {
     /// Variables copied from the source (head included when it was).
     pub copied: usize,
     /// Head variables left as they were.
-    pub head_kept: Vec<String>,
+    pub head_not_copied: Vec<String>,
     /// Source tensors the network has no variable for (e.g. torchvision's
     /// `num_batches_tracked`).
     pub unused: Vec<String>,
@@ -106,7 +106,7 @@ pub fn copy_into(
         (Some(s), Some(v)) => s.size() == v.size(),
         _ => false,
     });
-    let mut report = CopyReport { copied: 0, head_kept: Vec::new(), unused: Vec::new() };
+    let mut report = CopyReport { copied: 0, head_not_copied: Vec::new(), unused: Vec::new() };
     for (name, mut var) in vars {
         let is_head = Part::of_variable(&name) == Some(Part::Fc);
         let value = match (is_head, head) {
@@ -123,7 +123,7 @@ pub fn copy_into(
             _ => Some(lookup(source, &name, origin)?.shallow_clone()),
         };
         let Some(value) = value else {
-            report.head_kept.push(name);
+            report.head_not_copied.push(name);
             continue;
         };
         ensure!(
@@ -240,7 +240,7 @@ mod tests {
         let err = copy_into(&dst, &read_back, &path, &HeadRule::Copy).unwrap_err();
         assert!(format!("{err:#}").contains("fc.bias has shape [4]"), "{err:#}");
         let kept = copy_into(&dst, &read_back, &path, &HeadRule::CopyIfSameShape).unwrap();
-        assert_eq!(kept.head_kept, [FC_BIAS, FC_WEIGHT]);
+        assert_eq!(kept.head_not_copied, [FC_BIAS, FC_WEIGHT]);
     }
 
     #[test]
