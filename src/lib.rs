@@ -3,7 +3,7 @@
 //! The modules follow the data flow: image in → [`decode`] → [`locate`] → [`classify`] →
 //! [`decide`] (bin) → publish ([`transport`]); [`pipeline`] chains the steps without any
 //! transport, [`nodes`] wires it to ROS 2. Around it: [`dataset`] cuts training crops,
-//! [`train`] makes the model, [`score`] measures it, [`audit`] tries to prove its test score
+//! [`train`] makes the model, [`score`] and [`eval`] measure it, [`audit`] tries to prove its test score
 //! wrong, [`plots`] draws curves and confusion matrices, [`params`] reads ROS 2 parameters and
 //! [`msgs`] defines every message.
 
@@ -14,6 +14,7 @@ pub mod dataset;
 pub mod decide;
 pub mod decode;
 pub mod demo;
+pub mod eval;
 pub mod fsutil;
 pub mod locate;
 pub mod msgs;

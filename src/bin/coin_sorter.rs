@@ -8,6 +8,7 @@ use coin_sorter::audit::{self, AuditArgs};
 use coin_sorter::bag::{BagInfoArgs, run_info};
 use coin_sorter::dataset::{self, DatasetCommand};
 use coin_sorter::demo::{self, DemoArgs};
+use coin_sorter::eval::{self, EvalArgs};
 use coin_sorter::nodes::init_logging;
 use coin_sorter::train::{self, TrainArgs};
 
@@ -29,6 +30,9 @@ enum Command {
     },
     /// Audit a model's test score: leakage, exact interval, negative controls, curves.
     Audit(AuditArgs),
+    /// Replay a bag, a LabelMe photo set or a crop set through the node's pipeline, offline,
+    /// and report accuracy with intervals and per-stage latency.
+    Eval(EvalArgs),
     /// Train the ResNet-50 coin classifier on a class-per-folder image set and export it.
     Train(TrainArgs),
     /// Inspect rosbag2 recordings.
@@ -70,6 +74,15 @@ fn main() -> ExitCode {
                 audit::report::markdown_path(&args.out).display(),
                 audit::report::json_path(&args.out).display()
             );
+        }),
+        Command::Eval(args) => eval::run(&args).and_then(|r| {
+            print!("{}", eval::report::to_markdown(&r));
+            match r.input_error {
+                Some(e) => {
+                    Err(anyhow::anyhow!("input ended early: {e}; report {}", r.report_md.display()))
+                }
+                None => Ok(()),
+            }
         }),
         Command::Train(args) => train::run(&args).map(|r| {
             println!(

@@ -1,0 +1,428 @@
+//! `coin_sorter eval`: runs a recording, a LabelMe photo set or a class-per-folder crop set
+//! through the node's own [`Pipeline`] (or, for crops, its classifier) without DDS, scores it
+//! against the ground truth, times every stage, and writes an MCAP bag of what the node would
+//! have published plus a report ([`report`]). Figures are in [`metrics`].
+
+pub mod metrics;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::bag::BagReader;
+use crate::bag::cdr::decode_cdr;
+use crate::bag::writer::McapBagWriter;
+use crate::classify::model::Classifier;
+use crate::dataset::labelme;
+use crate::msgs::RosMessage;
+use crate::msgs::sensor_msgs::{CompressedImage, Image};
+use crate::msgs::std_msgs::{Header, Time};
+use crate::nodes::sorter::{self, SorterConfig};
+use crate::params::RosArgs;
+use crate::pipeline::{Frame, Pipeline, StageTimes};
+use crate::score::{TruthCoin, TruthFrame, read_ground_truth};
+use crate::train::dataset::ImageSet;
+use metrics::{Latency, Scorer, Scores};
+
+/// Topic the detections go to in the output bag (the node's `~/detections`).
+pub const DETECTIONS_TOPIC: &str = "/coin_sorter/detections";
+/// Topic the sort commands go to in the output bag (the node's `~/sort_commands`).
+pub const COMMANDS_TOPIC: &str = "/coin_sorter/sort_commands";
+/// Topic LabelMe photos are written to in the output bag, as JPEG or PNG.
+pub const PHOTOS_TOPIC: &str = "/camera/image_raw/compressed";
+
+/// Options of `coin_sorter eval`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["bag", "labelme", "images"])))]
+pub struct EvalArgs {
+    /// rosbag2 folder, or a bare .mcap / .db3 file.
+    #[arg(long, value_name = "PATH")]
+    pub bag: Option<PathBuf>,
+    /// Ground truth of the bag, one JSON frame per line keyed by header stamp [default:
+    /// BAG/ground_truth.jsonl when it exists; without truth only speed is measured].
+    #[arg(long, value_name = "FILE", requires = "bag")]
+    pub truth: Option<PathBuf>,
+    /// Image topic of the bag [default: its only Image or CompressedImage topic].
+    #[arg(long, requires = "bag")]
+    pub topic: Option<String>,
+    /// LabelMe photo set: annotations/*.json naming their photos.
+    #[arg(long, value_name = "DIR")]
+    pub labelme: Option<PathBuf>,
+    /// Class-per-folder crop set: every image is one coin, classified as it is.
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// TorchScript model [default: the node's model_path parameter].
+    #[arg(long, value_name = "FILE.pt")]
+    pub model: Option<PathBuf>,
+    /// The node's parameters file (locate settings, bins, confidence threshold, device).
+    #[arg(long, value_name = "FILE")]
+    pub params_file: Option<PathBuf>,
+    /// Output folder: report.md, report.json, confusion.png and eval.mcap.
+    #[arg(long, value_name = "DIR", default_value = "out/eval")]
+    pub out: PathBuf,
+    /// Do not write the output bag.
+    #[arg(long)]
+    pub no_bag: bool,
+}
+
+impl EvalArgs {
+    /// Options evaluating the bag at `bag` into `out`, other options default.
+    pub fn bag(bag: PathBuf, out: PathBuf) -> Self {
+        Self {
+            bag: Some(bag),
+            truth: None,
+            topic: None,
+            labelme: None,
+            images: None,
+            model: None,
+            params_file: None,
+            out,
+            no_bag: false,
+        }
+    }
+}
+
+/// Everything an evaluation measured. `report.json` is this, serialised.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// What was evaluated.
+    pub input: PathBuf,
+    /// `bag`, `labelme` or `images`.
+    pub kind: &'static str,
+    /// The image topic read (bags).
+    pub topic: Option<String>,
+    /// The model.
+    pub model: PathBuf,
+    /// The ground truth used, if any.
+    pub truth: Option<PathBuf>,
+    /// Frames (or crops) read.
+    pub frames: usize,
+    /// Frames the pipeline refused, per error kind (the node's `rejected_<kind>` counters).
+    pub rejected: BTreeMap<String, usize>,
+    /// Frames without ground truth (not scored).
+    pub unlabelled_frames: usize,
+    /// Counts scored against the truth.
+    pub scorer: Scorer,
+    /// Rates with intervals; None without ground truth.
+    pub scores: Option<Scores>,
+    /// Per stage (`decode`, `locate`, `crop`, `classify`, `total`) per frame.
+    pub latency: BTreeMap<String, Latency>,
+    /// Frames processed per second of pipeline time (reading the input excluded).
+    pub fps: f64,
+    /// Wall-clock seconds of the whole run, reading and writing included.
+    pub wall_seconds: f64,
+    /// The first error reading the input; everything before it is in these figures.
+    pub input_error: Option<String>,
+    /// The output bag written.
+    pub out_bag: Option<PathBuf>,
+    /// The report files written.
+    pub report_md: PathBuf,
+}
+
+fn progress(len: u64, what: &str) -> Result<ProgressBar> {
+    let style = ProgressStyle::with_template(
+        "{prefix:>8} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} (eta {eta})",
+    )
+    .context("invalid progress bar template")?;
+    Ok(ProgressBar::new(len).with_style(style).with_prefix(what.to_owned()))
+}
+
+/// The node's settings: its parameter defaults, then `params_file`.
+fn node_config(params_file: Option<&Path>) -> Result<SorterConfig> {
+    let mut argv = vec!["--ros-args".to_owned()];
+    if let Some(f) = params_file {
+        argv.extend(["--params-file".to_owned(), f.display().to_string()]);
+    }
+    let args = RosArgs::parse(argv)?;
+    let params = args.resolve_params(sorter::PARAMS, &format!("/{}", sorter::NODE_NAME))?;
+    SorterConfig::from_params(&params)
+}
+
+/// Stage times of every processed frame.
+#[derive(Default)]
+struct Timings {
+    frames: Vec<StageTimes>,
+}
+
+impl Timings {
+    fn summary(&self) -> (BTreeMap<String, Latency>, f64) {
+        let pick = |f: fn(&StageTimes) -> Duration| -> Vec<Duration> {
+            self.frames.iter().map(f).collect()
+        };
+        let mut m = BTreeMap::new();
+        m.insert("decode".to_owned(), Latency::of(&pick(|t| t.decode)));
+        m.insert("locate".to_owned(), Latency::of(&pick(|t| t.locate)));
+        m.insert("crop".to_owned(), Latency::of(&pick(|t| t.crop)));
+        m.insert("classify".to_owned(), Latency::of(&pick(|t| t.classify)));
+        m.insert("total".to_owned(), Latency::of(&pick(|t| t.total)));
+        let busy: f64 = self.frames.iter().map(|t| t.total.as_secs_f64()).sum();
+        let fps = if busy > 0.0 { self.frames.len() as f64 / busy } else { 0.0 };
+        (m, fps)
+    }
+}
+
+/// The state of a frame-by-frame evaluation.
+struct Run {
+    pipeline: Pipeline,
+    scorer: Scorer,
+    timings: Timings,
+    rejected: BTreeMap<String, usize>,
+    frames: usize,
+    unlabelled: usize,
+    bag: Option<McapBagWriter>,
+}
+
+impl Run {
+    /// Processes one frame (received on `topic`), scores it against `truth` when given, and
+    /// records the input and the node's output in the output bag.
+    fn frame(&mut self, frame: &Frame, topic: &str, truth: Option<&[TruthCoin]>) -> Result<()> {
+        self.frames += 1;
+        let stamp = frame.header().stamp.as_nanos();
+        if let Some(bag) = &mut self.bag {
+            match frame {
+                Frame::Raw(m) => bag.write(topic, stamp, m)?,
+                Frame::Compressed(m) => bag.write(topic, stamp, m)?,
+            }
+        }
+        let out = match self.pipeline.process(frame) {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::warn!("frame at {stamp} ns rejected ({}): {e}", e.kind());
+                *self.rejected.entry(e.kind().to_owned()).or_default() += 1;
+                return Ok(());
+            }
+        };
+        self.timings.frames.push(out.times);
+        match truth {
+            Some(t) => self.scorer.add(t, &out.detections.detections),
+            None => self.unlabelled += 1,
+        }
+        if let Some(bag) = &mut self.bag {
+            bag.write(DETECTIONS_TOPIC, stamp, &out.detections)?;
+            for c in &out.commands {
+                bag.write(COMMANDS_TOPIC, stamp, c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The image topic to read: `wanted`, or the bag's only image topic.
+fn image_topic(reader: &BagReader, wanted: Option<&str>, bag: &Path) -> Result<(String, String)> {
+    let topics = &reader.info().topics;
+    if let Some(w) = wanted {
+        let t = topics.iter().find(|t| t.name == w).with_context(|| {
+            let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+            format!("bag {} has no topic {w} (it has {names:?})", bag.display())
+        })?;
+        return Ok((t.name.clone(), t.type_name.clone()));
+    }
+    let images: Vec<_> = topics
+        .iter()
+        .filter(|t| t.type_name == Image::ros_type() || t.type_name == CompressedImage::ros_type())
+        .collect();
+    match images.as_slice() {
+        [one] => Ok((one.name.clone(), one.type_name.clone())),
+        [] => bail!("bag {} has no sensor_msgs Image or CompressedImage topic", bag.display()),
+        many => {
+            let names: Vec<&str> = many.iter().map(|t| t.name.as_str()).collect();
+            bail!(
+                "bag {} has several image topics {names:?}; choose one with --topic",
+                bag.display()
+            )
+        }
+    }
+}
+
+fn eval_bag(
+    run: &mut Run,
+    bag: &Path,
+    args: &EvalArgs,
+) -> Result<(Option<PathBuf>, String, Option<String>)> {
+    let reader = BagReader::open(bag)?;
+    for w in &reader.info().warnings {
+        tracing::warn!("{w}");
+    }
+    let (topic, type_name) = image_topic(&reader, args.topic.as_deref(), bag)?;
+    let truth_path = match &args.truth {
+        Some(t) => Some(t.clone()),
+        None => Some(bag.join("ground_truth.jsonl")).filter(|p| p.is_file()),
+    };
+    let truth: BTreeMap<i64, TruthFrame> = match &truth_path {
+        Some(p) => read_ground_truth(p)?.into_iter().map(|f| (f.stamp_ns, f)).collect(),
+        None => BTreeMap::new(),
+    };
+    let total =
+        reader.info().topics.iter().find(|t| t.name == topic).map_or(0, |t| t.message_count);
+    let bar = progress(total, "frames")?;
+    let mut input_error = None;
+    for msg in reader.messages(Some(std::slice::from_ref(&topic)))? {
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                input_error = Some(format!("{e:#}"));
+                break;
+            }
+        };
+        bar.inc(1);
+        let at = || format!("{topic} message at {} ns in {}", msg.log_time_ns, bag.display());
+        let frame = if type_name == Image::ros_type() {
+            decode_cdr::<Image>(&msg.data).map(Frame::Raw)
+        } else {
+            decode_cdr::<CompressedImage>(&msg.data).map(Frame::Compressed)
+        };
+        let frame = match frame.with_context(at) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!("{e:#}; skipping it");
+                run.frames += 1;
+                *run.rejected.entry("malformed_message".to_owned()).or_default() += 1;
+                continue;
+            }
+        };
+        let coins = truth.get(&frame.header().stamp.as_nanos()).map(|t| t.coins.as_slice());
+        let coins = if truth_path.is_some() { coins } else { None };
+        run.frame(&frame, &topic, coins)?;
+    }
+    bar.finish();
+    Ok((truth_path, topic, input_error))
+}
+
+fn eval_labelme(run: &mut Run, dir: &Path) -> Result<()> {
+    let jsons = labelme::annotation_files(dir)?;
+    let bar = progress(jsons.len() as u64, "photos")?;
+    for (i, json) in jsons.iter().enumerate() {
+        bar.inc(1);
+        let a = labelme::read(json)?;
+        let data = std::fs::read(&a.image).with_context(|| {
+            format!("cannot read photo {} of {}", a.image.display(), json.display())
+        })?;
+        let ext = a.image.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+        let format = if ext.as_deref() == Some("png") { "png" } else { "jpeg" };
+        let stem = json.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        // Photos have no stamps: number them half a second apart, as a 2 Hz camera would.
+        let stamp = Time::from_nanos(i as i64 * 500_000_000);
+        let frame = Frame::Compressed(CompressedImage {
+            header: Header { stamp, frame_id: stem },
+            format: format.to_owned(),
+            data,
+        });
+        let truth: Vec<TruthCoin> = a
+            .coins
+            .iter()
+            .map(|c| TruthCoin {
+                label: c.label.clone(),
+                x: c.circle.x,
+                y: c.circle.y,
+                r: c.circle.r,
+            })
+            .collect();
+        run.frame(&frame, PHOTOS_TOPIC, Some(&truth))?;
+    }
+    bar.finish();
+    Ok(())
+}
+
+/// Classifies every crop of a class-per-folder set; one "frame" per batch of crops for timing.
+fn eval_images(
+    classifier: &Classifier,
+    dir: &Path,
+    scorer: &mut Scorer,
+    timings: &mut Timings,
+) -> Result<usize> {
+    let meta = classifier.metadata().clone();
+    let set = ImageSet::load(dir, meta.input_size)
+        .with_context(|| format!("cannot load crop set {}", dir.display()))?;
+    let bar = progress(set.samples.len() as u64, "crops")?;
+    for s in &set.samples {
+        let t0 = Instant::now();
+        let p = classifier.classify_rgb(s.rgb())?;
+        let took = t0.elapsed();
+        let predicted = p.first().map(|p| meta.labels[p.class].as_str()).unwrap_or("");
+        scorer.add_crop(&set.labels[s.label], predicted);
+        timings.frames.push(StageTimes { classify: took, total: took, ..StageTimes::default() });
+        bar.inc(1);
+    }
+    bar.finish();
+    Ok(set.samples.len())
+}
+
+/// Runs the evaluation `args` asks for, writes the report (and bag) under `args.out`, and
+/// returns the figures. An error reading the input part-way is kept in
+/// [`EvalReport::input_error`] with the figures of everything before it; any other failure
+/// is an error.
+pub fn run(args: &EvalArgs) -> Result<EvalReport> {
+    let start = Instant::now();
+    let cfg = node_config(args.params_file.as_deref())?;
+    let model = args.model.clone().unwrap_or_else(|| cfg.model_path.clone());
+    let classifier = Classifier::load(&model, cfg.device)?;
+    let mut scorer = Scorer::new(&classifier.metadata().labels);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create output folder {}", args.out.display()))?;
+
+    let (kind, input) = match (&args.bag, &args.labelme, &args.images) {
+        (Some(b), None, None) => ("bag", b.clone()),
+        (None, Some(l), None) => ("labelme", l.clone()),
+        (None, None, Some(i)) => ("images", i.clone()),
+        _ => bail!("give exactly one of --bag, --labelme and --images"),
+    };
+    let mut timings = Timings::default();
+    let (mut truth, mut topic, mut input_error, mut out_bag) = (None, None, None, None);
+    let (frames, rejected, unlabelled);
+    if kind == "images" {
+        frames = eval_images(&classifier, &input, &mut scorer, &mut timings)?;
+        (rejected, unlabelled) = (BTreeMap::new(), 0);
+    } else {
+        let bag_path = args.out.join("eval.mcap");
+        let bag = if args.no_bag { None } else { Some(McapBagWriter::create(&bag_path)?) };
+        let pipeline = Pipeline::new(classifier, cfg.locate.clone(), cfg.bins.clone())
+            .context("bin_table does not fit the model")?;
+        let mut run = Run {
+            pipeline,
+            scorer,
+            timings,
+            rejected: BTreeMap::new(),
+            frames: 0,
+            unlabelled: 0,
+            bag,
+        };
+        if kind == "bag" {
+            let (t, name, err) = eval_bag(&mut run, &input, args)?;
+            (truth, topic, input_error) = (t, Some(name), err);
+        } else {
+            eval_labelme(&mut run, &input)?;
+        }
+        if let Some(bag) = run.bag.take() {
+            out_bag = Some(bag.finish()?);
+        }
+        (scorer, timings) = (run.scorer, run.timings);
+        (frames, rejected, unlabelled) = (run.frames, run.rejected, run.unlabelled);
+    }
+    let scored = scorer.frames > 0;
+    let (latency, fps) = timings.summary();
+    let report = EvalReport {
+        input,
+        kind,
+        topic,
+        model,
+        truth: truth.or_else(|| args.labelme.clone()),
+        frames,
+        rejected,
+        unlabelled_frames: unlabelled,
+        scores: scored.then(|| scorer.summary()),
+        scorer,
+        latency,
+        fps,
+        wall_seconds: start.elapsed().as_secs_f64(),
+        input_error,
+        out_bag,
+        report_md: report::markdown_path(&args.out),
+    };
+    report::write(&report, &args.out)?;
+    Ok(report)
+}

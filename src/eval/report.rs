@@ -1,0 +1,148 @@
+//! The evaluation report: `report.md` for people, `report.json` for programs, and
+//! `confusion.png`; each written to a temporary file and renamed.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use super::EvalReport;
+use crate::audit::stats::Interval;
+
+/// Path of the Markdown report in output folder `out`.
+pub fn markdown_path(out: &Path) -> PathBuf {
+    out.join("report.md")
+}
+
+/// Path of the JSON report in output folder `out`.
+pub fn json_path(out: &Path) -> PathBuf {
+    out.join("report.json")
+}
+
+/// Path of the confusion matrix plot in output folder `out`.
+pub fn confusion_path(out: &Path) -> PathBuf {
+    out.join("confusion.png")
+}
+
+/// `a/n = p% [low%, high%]`, or `n/a` for an empty interval.
+pub fn rate(i: &Interval) -> String {
+    if i.n == 0 {
+        return "n/a (0 trials)".to_owned();
+    }
+    format!(
+        "{}/{} = {:.1}% [{:.1}%, {:.1}%]",
+        i.successes,
+        i.n,
+        i.estimate * 100.0,
+        i.low * 100.0,
+        i.high * 100.0
+    )
+}
+
+/// Renders the report as Markdown.
+pub fn to_markdown(r: &EvalReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Evaluation of {}\n", r.model.display());
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(s, "| input ({}) | `{}` |", r.kind, r.input.display());
+    if let Some(t) = &r.topic {
+        let _ = writeln!(s, "| topic | `{t}` |");
+    }
+    let truth = r.truth.as_ref().map_or("none".to_owned(), |t| format!("`{}`", t.display()));
+    let _ = writeln!(s, "| ground truth | {truth} |");
+    let _ = writeln!(s, "| frames read | {} |", r.frames);
+    let rejected: usize = r.rejected.values().sum();
+    let _ = writeln!(s, "| frames rejected | {rejected} {:?} |", r.rejected);
+    let _ = writeln!(s, "| frames without truth | {} |", r.unlabelled_frames);
+    if let Some(b) = &r.out_bag {
+        let _ = writeln!(s, "| output bag | `{}` |", b.display());
+    }
+    if let Some(e) = &r.input_error {
+        let _ = writeln!(
+            s,
+            "\n**Reading the input stopped early:** {e}. The figures below cover \
+             every frame read before that point."
+        );
+    }
+    match &r.scores {
+        Some(sc) => {
+            let c = &r.scorer;
+            let _ = writeln!(s, "\n## Detection\n");
+            let _ = writeln!(
+                s,
+                "A labelled coin counts as found when a detection's centre lies within half its \
+                 radius. Photos may hold coins nobody labelled, so a detection that matches no \
+                 labelled coin is not necessarily wrong: precision here counts all of them as \
+                 false and is a lower bound.\n"
+            );
+            let _ = writeln!(s, "- labelled coins found (recall): {}", rate(&sc.detection_recall));
+            let _ = writeln!(
+                s,
+                "- detections on a labelled coin (precision, lower bound): {}",
+                rate(&sc.detection_precision_lower_bound)
+            );
+            let _ = writeln!(s, "- detections on no labelled coin: {}", c.unmatched_detections);
+            let _ = writeln!(s, "\n## Classification of the found coins\n");
+            let _ = writeln!(s, "Accuracy: {} (exact 95% interval).\n", rate(&sc.accuracy));
+            let _ = writeln!(s, "| label | labelled | found | predicted | precision | recall |");
+            let _ = writeln!(s, "|---|---:|---:|---:|---|---|");
+            for k in &sc.classes {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    k.label,
+                    k.labelled,
+                    k.matched,
+                    k.predicted,
+                    rate(&k.precision),
+                    rate(&k.recall)
+                );
+            }
+            let _ = writeln!(s, "\n![confusion](confusion.png)\n");
+            let _ = writeln!(s, "| true \\ predicted | {} |", c.labels.join(" | "));
+            let _ = writeln!(s, "|---|{}", "---:|".repeat(c.labels.len()));
+            for (label, row) in c.labels.iter().zip(&c.confusion) {
+                let cells: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+                let _ = writeln!(s, "| {label} | {} |", cells.join(" | "));
+            }
+        }
+        None => {
+            let _ = writeln!(s, "\nNo ground truth: only speed was measured.");
+        }
+    }
+    let _ = writeln!(s, "\n## Speed\n");
+    let _ = writeln!(
+        s,
+        "{:.1} frames per second of pipeline time; {:.1} s wall-clock in all.\n",
+        r.fps, r.wall_seconds
+    );
+    let _ = writeln!(s, "| stage | n | p50 ms | p95 ms | p99 ms | max ms | mean ms |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+    for stage in ["decode", "locate", "crop", "classify", "total"] {
+        if let Some(l) = r.latency.get(stage) {
+            let _ = writeln!(
+                s,
+                "| {stage} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                l.n, l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms, l.mean_ms
+            );
+        }
+    }
+    s
+}
+
+/// Writes `report.md`, `report.json` and (with ground truth) `confusion.png` into `out`.
+pub fn write(r: &EvalReport, out: &Path) -> Result<()> {
+    crate::fsutil::write_atomic(&markdown_path(out), to_markdown(r).as_bytes())?;
+    let json = serde_json::to_vec_pretty(r)?;
+    crate::fsutil::write_atomic(&json_path(out), &json)?;
+    if r.scores.is_some() && !r.scorer.labels.is_empty() {
+        let title = format!("{} coins found, true \\ predicted", r.scorer.matched);
+        crate::plots::confusion_png(
+            &r.scorer.confusion,
+            &r.scorer.labels,
+            &title,
+            &confusion_path(out),
+        )?;
+    }
+    Ok(())
+}
