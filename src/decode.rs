@@ -131,14 +131,20 @@ pub fn decode_image(msg: &Image) -> Result<RgbImage, DecodeError> {
 /// The payload's magic bytes decide the codec; the `format` string (e.g. `jpeg`,
 /// `rgb8; png compressed bgr8`) is only used in the error when neither matches.
 pub fn decode_compressed(msg: &CompressedImage) -> Result<RgbImage, DecodeError> {
-    let (format, name) = if msg.data.starts_with(&[0xFF, 0xD8, 0xFF]) {
+    decode_bytes(&msg.data, &msg.format)
+}
+
+/// Decodes the bytes of a JPEG or PNG file (a message payload or a file read from disk) with
+/// the same checks as [`decode_compressed`]; `format` names the claimed format in errors.
+pub fn decode_bytes(data: &[u8], format: &str) -> Result<RgbImage, DecodeError> {
+    let (format, name) = if data.starts_with(&[0xFF, 0xD8, 0xFF]) {
         (image::ImageFormat::Jpeg, "JPEG")
-    } else if msg.data.starts_with(b"\x89PNG\r\n\x1a\n") {
+    } else if data.starts_with(b"\x89PNG\r\n\x1a\n") {
         (image::ImageFormat::Png, "PNG")
     } else {
-        return Err(DecodeError::UnknownFormat(msg.format.clone()));
+        return Err(DecodeError::UnknownFormat(format.to_owned()));
     };
-    if format == image::ImageFormat::Jpeg && !has_jpeg_end_marker(&msg.data) {
+    if format == image::ImageFormat::Jpeg && !has_jpeg_end_marker(data) {
         // The decoder fills a cut-off scan with grey instead of failing; a frame cut short in
         // transit must not be classified as if it were whole.
         let reason = "no end-of-image marker: the data is cut short".to_string();
@@ -146,7 +152,7 @@ pub fn decode_compressed(msg: &CompressedImage) -> Result<RgbImage, DecodeError>
     }
     let corrupt =
         |e: image::ImageError| DecodeError::Corrupt { format: name, reason: e.to_string() };
-    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(&msg.data[..]), format);
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(data), format);
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(MAX_PIXELS * 4 + (64 << 20));
     reader.limits(limits);

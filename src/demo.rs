@@ -126,8 +126,20 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let truth = score::read_ground_truth(&bag.join("ground_truth.jsonl"))?;
     let model = std::fs::canonicalize(&args.model)
         .with_context(|| format!("model {} does not exist", args.model.display()))?;
+    // Checked before any process starts; used again when playback ends.
+    crate::params::checked_seconds("--settle-timeout", args.settle_timeout, 0.0)?;
+    anyhow::ensure!(
+        args.rate.is_finite() && (1e-3..=1e3).contains(&args.rate),
+        "--rate {} must be a number in [0.001, 1000]",
+        args.rate
+    );
     let mut node_args = vec!["--ros-args".to_string()];
-    if args.params_file.exists() {
+    {
+        anyhow::ensure!(
+            args.params_file.is_file(),
+            "params file {} does not exist",
+            args.params_file.display()
+        );
         node_args.extend(["--params-file".to_string(), args.params_file.display().to_string()]);
     }
     node_args.extend(["-p".to_string(), format!("model_path:={}", model.display())]);
@@ -206,12 +218,9 @@ async fn listen_and_play(
         let published: u64 = report.published.iter().map(|(_, n)| n).sum();
         // Results trail the last frame by one classification; wait until every frame and every
         // command is accounted for, or the settle timeout passes.
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_secs_f64(args.settle_timeout.max(0.0));
+        let settle = crate::params::checked_seconds("--settle-timeout", args.settle_timeout, 0.0)?;
+        let deadline = tokio::time::Instant::now() + settle;
         while tokio::time::Instant::now() < deadline {
-            if sorter.exited().is_some() || actuator.exited().is_some() {
-                bail!("a node exited during the demo; see its log above");
-            }
             let done = seen.lock().map(|s| s.settled(published)).unwrap_or(false);
             if done {
                 break;
@@ -220,9 +229,25 @@ async fn listen_and_play(
         }
         anyhow::Ok(report)
     };
+    // A node that dies (a bad model or parameter stops start-up with exit code 1) ends the
+    // demo at once instead of after the subscriber wait.
+    let watch = async {
+        loop {
+            for p in [&mut *sorter, &mut *actuator] {
+                if let Some(status) = p.exited() {
+                    return anyhow::anyhow!(
+                        "{} exited ({status}) during the demo; see its log above",
+                        p.name
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
     let result = tokio::select! {
         r = play => r,
         _ = listen => Err(anyhow::anyhow!("the demo's subscriptions closed early")),
+        e = watch => Err(e),
     };
     drop((det_sub, state_sub, diag_sub));
     node.shutdown().await;

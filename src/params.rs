@@ -249,7 +249,14 @@ impl RosArgs {
                     }
                 }
                 "--params-file" => out.params_files.push(PathBuf::from(value(&a)?)),
-                "--log-level" => out.log_level = Some(value(&a)?),
+                "--log-level" => {
+                    let level = value(&a)?;
+                    const LEVELS: [&str; 5] = ["debug", "info", "warn", "error", "fatal"];
+                    if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+                        bail!("--log-level {level:?} is not one of {}", LEVELS.join(", "));
+                    }
+                    out.log_level = Some(level);
+                }
                 "--enable-rosout-logs"
                 | "--disable-rosout-logs"
                 | "--enable-stdout-logs"
@@ -356,7 +363,10 @@ pub fn help_text(program: &str, about: &str, specs: &[ParamSpec]) -> String {
     );
     for p in specs {
         let v = p.default.value();
-        let when = if p.dynamic { "settable at run time" } else { "needs restart" };
+        // Parameter services are not served yet, so every change needs a restart; `dynamic`
+        // marks the ones a future `ros2 param set` may change live.
+        let when =
+            if p.dynamic { "restart to change (live change planned)" } else { "restart to change" };
         s.push_str(&format!(
             "  {} ({}, default {}; {})\n      {}\n",
             p.name,
@@ -369,9 +379,56 @@ pub fn help_text(program: &str, about: &str, specs: &[ParamSpec]) -> String {
     s
 }
 
+/// Longest duration any option or parameter may name: about 11.6 days. Bounds the waits a
+/// typo such as `1e300` would otherwise turn into a panic or an endless wait.
+pub const MAX_SECONDS: f64 = 1e6;
+/// Most threads an option or parameter may ask libtorch for.
+pub const MAX_THREADS: i64 = 1024;
+/// Largest model input or crop side, in pixels: a typo such as `100000` would otherwise try to
+/// allocate tens of gigabytes.
+pub const MAX_IMAGE_SIDE: u32 = 4096;
+
+/// `v` seconds as a [`Duration`] when `v` is finite and within `[min, MAX_SECONDS]`; otherwise
+/// an error naming `name` and the value.
+pub fn checked_seconds(name: &str, v: f64, min: f64) -> Result<std::time::Duration> {
+    if !(v.is_finite() && (min..=MAX_SECONDS).contains(&v)) {
+        bail!("{name} {v:?} must be a number of seconds in [{min}, {MAX_SECONDS}]");
+    }
+    Ok(std::time::Duration::from_secs_f64(v))
+}
+
+/// A libtorch thread count: 1 ..= [`MAX_THREADS`]; errors name `name` and the value.
+pub fn checked_threads(name: &str, n: i64) -> Result<i32> {
+    if !(1..=MAX_THREADS).contains(&n) {
+        bail!("{name} {n} must be between 1 and {MAX_THREADS}");
+    }
+    Ok(n as i32)
+}
+
+/// An image side in pixels: 1 ..= [`MAX_IMAGE_SIDE`]; errors name `name` and the value.
+pub fn checked_side(name: &str, n: u32) -> Result<u32> {
+    if !(1..=MAX_IMAGE_SIDE).contains(&n) {
+        bail!("{name} {n} must be between 1 and {MAX_IMAGE_SIDE} pixels");
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_refuse_values_that_would_panic_or_hang() {
+        assert!(checked_seconds("t", 1e300, 0.0).unwrap_err().to_string().starts_with("t 1e300"));
+        assert!(checked_seconds("t", f64::NAN, 0.0).is_err());
+        assert!(checked_seconds("t", 1e-300, 1e-3).is_err());
+        assert_eq!(checked_seconds("t", 0.5, 1e-3).unwrap().as_millis(), 500);
+        assert!(checked_threads("n", 0).is_err() && checked_threads("n", 100_000).is_err());
+        assert_eq!(checked_threads("n", 4).unwrap(), 4);
+        assert!(checked_side("s", 100_000).is_err() && checked_side("s", 0).is_err());
+        let bad = RosArgs::parse(["--ros-args", "--log-level", "bogus"].map(String::from));
+        assert!(bad.unwrap_err().to_string().contains("bogus"));
+    }
 
     const SPECS: &[ParamSpec] = &[
         ParamSpec { name: "rate", default: Default::Double(2.0), help: "h", dynamic: true },

@@ -258,3 +258,29 @@ fn split_keeps_photos_whole_unless_asked_to_split_by_crop() {
     bad.classes = vec!["3e".into()];
     assert!(split::run(&bad).unwrap_err().to_string().contains("\"3e\""));
 }
+
+#[test]
+fn crop_writer_numbers_on_for_a_repeated_source_and_refuses_circles_off_the_image() {
+    use coin_sorter::dataset::LabelledCircle;
+    use coin_sorter::dataset::writer::CropWriter;
+    use coin_sorter::locate::Circle;
+    let dir = tempfile::tempdir().unwrap();
+    let (img, _) = common::load_rgb(&common::photo_scenes()[0].0, 320);
+    let coin =
+        |x: f32, y: f32, r: f32| LabelledCircle { label: "1e".into(), circle: Circle { x, y, r } };
+    let mut w = CropWriter::new(dir.path(), 32, 1.1).unwrap();
+    let a = w.write(&img, &[coin(100.0, 100.0, 30.0)], "scene_a").unwrap();
+    let b = w.write(&img, &[coin(150.0, 120.0, 30.0), coin(60.0, 60.0, 20.0)], "scene_a").unwrap();
+    let names = |v: &[PathBuf]| -> Vec<String> {
+        v.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect()
+    };
+    assert_eq!(names(&a), ["scene_a_0.jpg"]);
+    assert_eq!(names(&b), ["scene_a_1.jpg", "scene_a_2.jpg"]);
+    assert_eq!((w.total(), w.sources()), (3, 1));
+    for bad in [coin(-5.0, 10.0, 8.0), coin(10.0, 10.0, 0.0), coin(10.0, 10.0, f32::NAN)] {
+        let err = w.write(&img, &[bad], "scene_b").unwrap_err();
+        assert!(err.to_string().contains("scene_b"), "{err}");
+    }
+    assert_eq!(w.total(), 3);
+    assert!(CropWriter::new(dir.path(), 100_000, 1.1).is_err());
+}

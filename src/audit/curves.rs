@@ -22,6 +22,15 @@ pub fn judge(rows: &[EpochStats]) -> (Verdict, String) {
     };
     let rows: Vec<&EpochStats> = rows.iter().filter(|r| r.stage == stage).collect();
     let (first, last) = (rows[0], rows[rows.len() - 1]);
+    let finite = |r: &&EpochStats| {
+        [r.train_loss, r.train_acc, r.val_loss, r.val_acc].iter().all(|v| v.is_finite())
+    };
+    if let Some(bad) = rows.iter().find(|r| !finite(r)) {
+        return (
+            Verdict::Warn,
+            format!("stage {stage} epoch {} has a non-finite loss or accuracy", bad.epoch),
+        );
+    }
     if first.val_acc >= FIRST_EPOCH_SUSPICIOUS {
         let verdict = if stage == 1 { Verdict::Fail } else { Verdict::Warn };
         return (

@@ -193,8 +193,8 @@ fn bar(len: usize, prefix: &str) -> Result<ProgressBar> {
 /// `args.out`, and returns the report. Verdicts do not make it fail; unreadable inputs do.
 pub fn run(args: &AuditArgs) -> Result<AuditReport> {
     if let Some(n) = args.threads {
-        let n = i32::try_from(n).with_context(|| format!("thread count {n} is too large"))?;
-        tch::set_num_threads(n);
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        tch::set_num_threads(crate::params::checked_threads("--threads", n)?);
     }
     let pref: DevicePref = args.device.parse()?;
     let classifier = Classifier::load(&args.model, pref)?;

@@ -128,9 +128,7 @@ impl ModelMetadata {
                 bail!("label {l:?} appears twice");
             }
         }
-        if self.input_size == 0 {
-            bail!("input_size is 0");
-        }
+        crate::params::checked_side("input_size", self.input_size)?;
         if self.std.iter().any(|s| !s.is_finite() || *s == 0.0) {
             bail!("std {:?} has a zero or non-finite value", self.std);
         }

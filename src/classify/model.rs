@@ -43,6 +43,9 @@ impl Classifier {
     /// Loads `model` and the metadata beside it, on the preferred device, and runs one warm-up
     /// batch. Every error names the file that was wrong.
     pub fn load(model: &Path, pref: DevicePref) -> Result<Self> {
+        if model.is_dir() {
+            bail!("model file {} is a folder, not a TorchScript file", model.display());
+        }
         if !model.is_file() {
             bail!("model file {} does not exist", model.display());
         }

@@ -7,7 +7,6 @@
 //! SIGINT/SIGTERM, whichever comes first.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use futures::StreamExt;
@@ -220,7 +219,7 @@ pub fn run(args: &CaptureArgs) -> Result<CaptureSummary> {
         s.rejected,
         args.out.display()
     );
-    print!("{}", capture.writer.summary());
+    print!("{}", capture.writer.summary(&args.out));
     Ok(s)
 }
 
@@ -248,7 +247,8 @@ async fn listen(
     )
     .context("invalid progress bar template")?;
     let bar = ProgressBar::new(args.max_frames as u64).with_style(style);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(args.timeout);
+    let timeout = crate::params::checked_seconds("--timeout", args.timeout, 1e-3)?;
+    let deadline = tokio::time::Instant::now() + timeout;
     let result = async {
         let mut raw = std::pin::pin!(raw_sub.async_stream());
         let mut comp = std::pin::pin!(comp_sub.async_stream());

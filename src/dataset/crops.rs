@@ -91,8 +91,16 @@ fn progress(len: u64, prefix: &str) -> Result<ProgressBar> {
 
 /// Runs `dataset crops`, prints the per-class summary and returns it.
 pub fn run(args: &CropsArgs) -> Result<CropsSummary> {
-    let mut writer = CropWriter::new(&args.out, args.size, args.crop_scale)?;
-    let files = match (&args.labelme, &args.bag) {
+    // Crops go to a staging folder inside OUT (hidden: training skips dot folders) and move
+    // into place only when every one was cut, so a failure leaves OUT as it was.
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".crops-")
+        .tempdir_in(&args.out)
+        .with_context(|| format!("cannot create a staging folder in {}", args.out.display()))?;
+    let mut writer = CropWriter::new(staging.path(), args.size, args.crop_scale)?;
+    let staged = match (&args.labelme, &args.bag) {
         (Some(dir), None) => from_labelme(dir, &mut writer)?,
         (None, Some(bag)) => {
             let truth = args.truth.clone().unwrap_or_else(|| bag.join("ground_truth.jsonl"));
@@ -100,18 +108,32 @@ pub fn run(args: &CropsArgs) -> Result<CropsSummary> {
         }
         _ => bail!("give exactly one of --labelme and --bag"),
     };
-    print!("{}", writer.summary());
+    let mut files = Vec::with_capacity(staged.len());
+    for f in staged {
+        let rel = f.strip_prefix(staging.path()).with_context(|| {
+            format!("{} is not inside {}", f.display(), staging.path().display())
+        })?;
+        let to = args.out.join(rel);
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        std::fs::rename(&f, &to)
+            .with_context(|| format!("cannot move {} to {}", f.display(), to.display()))?;
+        files.push(to);
+    }
+    print!("{}", writer.summary(&args.out));
     Ok(CropsSummary { per_class: writer.per_class().clone(), sources: writer.sources(), files })
 }
 
 /// Loads a photo as packed RGB, in its stored pixel order (EXIF orientation is not applied:
 /// LabelMe coordinates refer to the stored pixels).
 fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let img = image::open(path)
-        .with_context(|| format!("cannot decode photo {}", path.display()))?
-        .to_rgb8();
-    let (width, height) = img.dimensions();
-    Ok(RgbImage { width, height, data: img.into_raw() })
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read photo {}", path.display()))?;
+    let ext = path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+    crate::decode::decode_bytes(&bytes, &ext)
+        .with_context(|| format!("cannot decode photo {}", path.display()))
 }
 
 /// Crops every annotated coin of every photo of a LabelMe folder; the source name is the

@@ -54,8 +54,7 @@ pub struct SplitSummary {
     pub test: Vec<PathBuf>,
 }
 
-fn copy_to(files: &[&Path], dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::with_capacity(files.len());
+fn copy_to(files: &[&Path], dir: &Path) -> Result<()> {
     for f in files {
         let class = f.parent().and_then(|p| p.file_name()).context("file without a class")?;
         let name = f.file_name().with_context(|| format!("{} has no file name", f.display()))?;
@@ -63,9 +62,8 @@ fn copy_to(files: &[&Path], dir: &Path) -> Result<Vec<PathBuf>> {
         let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
         crate::fsutil::write_atomic(&to, &bytes)
             .with_context(|| format!("cannot write {}", to.display()))?;
-        out.push(to);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Runs `dataset split`; prints and returns what it wrote.
@@ -99,8 +97,31 @@ pub fn run(args: &SplitArgs) -> Result<SplitSummary> {
         split_by_group(keys.iter().map(|(l, g)| (*l, g.as_str())), args.test_fraction, args.seed)?;
     let pick =
         |idx: &[usize]| -> Vec<&Path> { idx.iter().map(|&i| files[i].1.as_path()).collect() };
-    let train = copy_to(&pick(&split.train), &train_dir)?;
-    let test = copy_to(&pick(&split.val), &test_dir)?;
+    // Copied into a staging folder first and renamed at the end, so a failure half-way leaves
+    // neither side behind.
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".split-")
+        .tempdir_in(&args.out)
+        .with_context(|| format!("cannot create a staging folder in {}", args.out.display()))?;
+    copy_to(&pick(&split.train), &staging.path().join("train"))?;
+    copy_to(&pick(&split.val), &staging.path().join("test"))?;
+    for (side, dir) in [("train", &train_dir), ("test", &test_dir)] {
+        let from = staging.path().join(side);
+        std::fs::create_dir_all(&from)
+            .with_context(|| format!("cannot create {}", from.display()))?;
+        std::fs::rename(&from, dir)
+            .with_context(|| format!("cannot move {} to {}", from.display(), dir.display()))?;
+    }
+    let moved = |idx: &[usize], dir: &Path| -> Vec<PathBuf> {
+        pick(idx)
+            .iter()
+            .filter_map(|f| Some(dir.join(f.parent()?.file_name()?).join(f.file_name()?)))
+            .collect()
+    };
+    let train = moved(&split.train, &train_dir);
+    let test = moved(&split.val, &test_dir);
     let kept: BTreeSet<String> = files.iter().map(|(l, _)| labels[*l].clone()).collect();
     let groups = |f: &[PathBuf]| f.iter().map(|p| group_id(p)).collect::<BTreeSet<_>>().len();
     println!(

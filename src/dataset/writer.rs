@@ -11,6 +11,7 @@ use image::codecs::jpeg::JpegEncoder;
 use super::LabelledCircle;
 use crate::classify::crop::crop_coins;
 use crate::decode::RgbImage;
+use crate::locate::Circle;
 
 /// JPEG quality of written crops: high enough that re-encoding adds no visible artefacts to
 /// what the camera delivered.
@@ -36,12 +37,15 @@ pub struct CropWriter {
     crop_scale: f32,
     per_class: BTreeMap<String, usize>,
     sources: usize,
+    /// Coins written per source so far: a source seen again (two frames of one photo) goes on
+    /// numbering instead of overwriting.
+    next_k: std::collections::HashMap<String, usize>,
 }
 
 impl CropWriter {
     /// A writer into `out` of `size`-pixel crops of half-side `crop_scale` radii.
     pub fn new(out: &Path, size: u32, crop_scale: f32) -> Result<Self> {
-        ensure!(size > 0, "crop size must be positive");
+        crate::params::checked_side("crop size", size)?;
         ensure!(
             crop_scale.is_finite() && crop_scale > 0.0,
             "crop scale {crop_scale} must be positive"
@@ -52,11 +56,14 @@ impl CropWriter {
             crop_scale,
             per_class: BTreeMap::new(),
             sources: 0,
+            next_k: std::collections::HashMap::new(),
         })
     }
 
-    /// Crops `coins` out of `img` and writes coin `k` (0-based, in the given order) to
-    /// `OUT/<label>/<source>_<k>.jpg`. Returns the files written, in coin order.
+    /// Crops `coins` out of `img` and writes coin `k` (0-based, in the given order, continuing
+    /// after the coins of earlier calls with the same `source`) to
+    /// `OUT/<label>/<source>_<k>.jpg`. Returns the files written, in coin order. Fails, writing
+    /// nothing, when a circle lies off the image or has a radius under 1 px or over the image.
     pub fn write(
         &mut self,
         img: &RgbImage,
@@ -64,12 +71,27 @@ impl CropWriter {
         source: &str,
     ) -> Result<Vec<PathBuf>> {
         super::check_source(source)?;
+        let (w, h) = (img.width as f32, img.height as f32);
+        for (k, c) in coins.iter().enumerate() {
+            let Circle { x, y, r } = c.circle;
+            let inside = (0.0..=w).contains(&x) && (0.0..=h).contains(&y);
+            ensure!(
+                inside && r.is_finite() && r >= 1.0 && r <= w.max(h),
+                "coin {k} ({:?}) of {source}: circle at ({x}, {y}) radius {r} does not fit the \
+                 {}x{} image",
+                c.label,
+                img.width,
+                img.height
+            );
+        }
         let circles: Vec<_> = coins.iter().map(|c| c.circle).collect();
         let pixels = crop_coins(img, &circles, self.crop_scale, self.size)
             .with_context(|| format!("cannot crop the coins of {source}"))?;
         let per = (self.size * self.size * 3) as usize;
         let mut files = Vec::with_capacity(coins.len());
-        for (k, (coin, rgb)) in coins.iter().zip(pixels.chunks_exact(per)).enumerate() {
+        let first = self.next_k.get(source).copied().unwrap_or(0);
+        for (i, (coin, rgb)) in coins.iter().zip(pixels.chunks_exact(per)).enumerate() {
+            let k = first + i;
             super::check_label(&coin.label)?;
             let path = self.out.join(&coin.label).join(format!("{source}_{k}.jpg"));
             let jpeg = encode_jpeg(rgb, self.size, self.size, JPEG_QUALITY)?;
@@ -79,7 +101,10 @@ impl CropWriter {
             files.push(path);
         }
         if !coins.is_empty() {
-            self.sources += 1;
+            if first == 0 {
+                self.sources += 1;
+            }
+            self.next_k.insert(source.to_owned(), first + coins.len());
         }
         Ok(files)
     }
@@ -99,8 +124,9 @@ impl CropWriter {
         self.per_class.values().sum()
     }
 
-    /// A per-class summary, one `label count` line each, then the total.
-    pub fn summary(&self) -> String {
+    /// A per-class summary, one `label count` line each, then the total, saying the crops
+    /// are in `shown` (the writer's folder, or where its files were moved).
+    pub fn summary(&self, shown: &Path) -> String {
         let mut s = String::new();
         for (label, n) in &self.per_class {
             s.push_str(&format!("  {label:<8} {n:>6}\n"));
@@ -110,7 +136,7 @@ impl CropWriter {
             "total",
             self.total(),
             self.sources,
-            self.out.display()
+            shown.display()
         ));
         s
     }

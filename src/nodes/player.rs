@@ -46,8 +46,8 @@ enum Out {
 
 /// Plays `bag` through `node`. Returns after the last message is published.
 pub async fn play(node: &mut RosNode, bag: &Path, opts: &PlayOptions) -> Result<PlayReport> {
-    if !(opts.rate.is_finite() && opts.rate > 0.0) {
-        bail!("--rate {} must be a positive number", opts.rate);
+    if !(opts.rate.is_finite() && (1e-3..=1e3).contains(&opts.rate)) {
+        bail!("--rate {} must be a number in [0.001, 1000]", opts.rate);
     }
     let reader = BagReader::open(bag)?;
     let mut outs: Vec<(String, Out)> = Vec::new();
@@ -69,7 +69,7 @@ pub async fn play(node: &mut RosNode, bag: &Path, opts: &PlayOptions) -> Result<
     if outs.is_empty() {
         bail!("bag {} has no image topic to play (of {:?})", bag.display(), opts.topics);
     }
-    let wait = Duration::from_secs_f64(opts.wait_timeout.max(0.0));
+    let wait = crate::params::checked_seconds("--wait-timeout", opts.wait_timeout, 0.0)?;
     for (topic, _) in &outs {
         let n = node.wait_for_subscribers(topic, opts.wait_subscribers, wait).await?;
         if n < opts.wait_subscribers {

@@ -162,9 +162,10 @@ pub struct SorterConfig {
     pub log_throttle_period: Duration,
 }
 
+/// A period parameter: at least a millisecond (a zero tick would spin), at most
+/// [`crate::params::MAX_SECONDS`].
 fn positive_secs(name: &str, v: f64) -> Result<Duration> {
-    anyhow::ensure!(v.is_finite() && v > 0.0, "{name} {v} must be a positive number of seconds");
-    Ok(Duration::from_secs_f64(v))
+    crate::params::checked_seconds(name, v, 1e-3)
 }
 
 /// Builds the locate settings from parameters, refusing impossible values.
@@ -212,7 +213,10 @@ impl SorterConfig {
             compressed_topic: p.string("compressed_topic"),
             model_path: PathBuf::from(p.string("model_path")),
             device: p.string("device").parse()?,
-            num_threads: p.integer("num_threads"),
+            num_threads: match p.integer("num_threads") {
+                0 => 0,
+                n => i64::from(crate::params::checked_threads("num_threads", n)?),
+            },
             locate: locate_params(p)?,
             bins: BinTable::parse(
                 &p.strings("bin_table"),
@@ -257,7 +261,7 @@ struct Arrival {
 pub fn run(args: RosArgs, params: ParamSet) -> Result<()> {
     let cfg = SorterConfig::from_params(&params)?;
     if cfg.num_threads > 0 {
-        tch::set_num_threads(cfg.num_threads as i32);
+        tch::set_num_threads(crate::params::checked_threads("num_threads", cfg.num_threads)?);
     }
     let classifier = Classifier::load(&cfg.model_path, cfg.device)?;
     tracing::info!(

@@ -140,6 +140,17 @@ pub fn load(path: &Path) -> Result<Loaded> {
         .with_context(|| format!("cannot read checkpoint {}", state_path.display()))?;
     let file: StateFile = serde_json::from_str(&text)
         .with_context(|| format!("checkpoint {} is not valid", state_path.display()))?;
+    let s = &file.state;
+    ensure!(
+        s.curves.len() == s.epochs_done
+            && s.curves.iter().enumerate().all(|(i, e)| e.epoch == i + 1)
+            && s.best.as_ref().is_some_and(|b| (1..=s.epochs_done).contains(&b.epoch)),
+        "checkpoint {} is inconsistent: {} epochs done, {} curve rows, best epoch {:?}",
+        state_path.display(),
+        s.epochs_done,
+        s.curves.len(),
+        s.best.as_ref().map(|b| b.epoch)
+    );
     ensure!(
         file.version == VERSION,
         "checkpoint {} has layout version {}, this program reads {VERSION}",

@@ -87,9 +87,12 @@ fn is_image(path: &Path) -> bool {
 /// by the scale factor) averages every source pixel when shrinking, so it does not alias, and
 /// unlike Lanczos it adds no ringing at the sharp coin rim.
 fn decode(path: &Path, side: u32) -> Result<Vec<u8>> {
-    let img = image::open(path)
-        .with_context(|| format!("cannot decode image {}", path.display()))?
-        .to_rgb8();
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let ext = path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+    let rgb = crate::decode::decode_bytes(&bytes, &ext)
+        .with_context(|| format!("cannot decode image {}", path.display()))?;
+    let img = image::RgbImage::from_raw(rgb.width, rgb.height, rgb.data)
+        .with_context(|| format!("{} decoded to a wrong pixel count", path.display()))?;
     let img = if img.dimensions() == (side, side) {
         img
     } else {

@@ -36,6 +36,10 @@ pub const DEFAULT_BATCH_SIZE: usize = 32;
 /// Default fraction of each class's photos held out for validation.
 pub const DEFAULT_VAL_FRACTION: f64 = 0.2;
 
+/// Widest first ResNet stage `--base-width` accepts (ResNet-50 is 64; 256 is already a
+/// 370-million-parameter network).
+pub const MAX_BASE_WIDTH: i64 = 256;
+
 /// Options of the `train` command.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
@@ -165,6 +169,12 @@ impl TrainArgs {
         }
         ensure!(self.patience != Some(0), "--patience must be at least 1");
         ensure!(self.stop_after_epoch != Some(0), "--stop-after-epoch must be at least 1");
+        crate::params::checked_side("--input-size", self.input_size)?;
+        ensure!(
+            (1..=MAX_BASE_WIDTH).contains(&self.base_width),
+            "--base-width {} must be between 1 and {MAX_BASE_WIDTH}",
+            self.base_width
+        );
         Ok(())
     }
 }
@@ -348,13 +358,19 @@ pub fn run_on(args: &TrainArgs, device: Device) -> Result<TrainReport> {
     let start = Instant::now();
     args.check()?;
     if let Some(n) = args.threads {
-        let n = i32::try_from(n).with_context(|| format!("thread count {n} is too large"))?;
-        tch::set_num_threads(n);
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        tch::set_num_threads(crate::params::checked_threads("--threads", n)?);
     }
     let resume = args.resume.as_deref().map(checkpoint::load).transpose()?;
     let set = ImageSet::load(&args.data, args.input_size)
         .with_context(|| format!("cannot load training images from {}", args.data.display()))?;
     let load_seconds = start.elapsed().as_secs_f64();
+    ensure!(
+        set.labels.len() >= 2,
+        "{} has only the class {:?}: a classifier needs at least two",
+        args.data.display(),
+        set.labels
+    );
     let split = split_by_group(set.keys(), args.val_fraction, args.seed)?;
     tracing::info!(
         images = set.samples.len(),
@@ -418,7 +434,10 @@ pub fn run_on(args: &TrainArgs, device: Device) -> Result<TrainReport> {
     let mut fitted = train(model, &set, &split, &cfg, device, resume, &earlier, &curves_csv)?;
 
     let outputs = Outputs::for_model(&args.out);
-    let best = fitted.curves[fitted.best_epoch - 1].clone();
+    let best =
+        fitted.curves.iter().find(|e| e.epoch == fitted.best_epoch).cloned().with_context(
+            || format!("the curves have no row for best epoch {}", fitted.best_epoch),
+        )?;
     let summary = DataSummary {
         source: set.root.display().to_string(),
         train_per_class: set.per_class(&split.train),
