@@ -180,7 +180,17 @@ mod tests {
             steps: 7,
             rng_seed: 3,
             rng_word_pos: 1 << 70,
-            curves: Vec::new(),
+            curves: (1..=epochs_done)
+                .map(|epoch| crate::train::curves::EpochStats {
+                    stage: 1,
+                    epoch,
+                    train_loss: 1.0,
+                    train_acc: 0.5,
+                    val_loss: 1.0,
+                    val_acc: 0.5,
+                    seconds: 0.0,
+                })
+                .collect(),
             best: Some(BestEpoch { epoch: best_epoch, val_acc: 0.5, val_loss: 1.0 }),
             epochs_since_improvement: 0,
         }
@@ -221,6 +231,10 @@ mod tests {
         assert!(loaded.weights["w"].equal(&Tensor::from_slice(&[1.5f32, 1.5])));
         assert_eq!(loaded.optimizer.len(), 2);
         assert_eq!(dir_for_model(Path::new("a/m.pt")), Path::new("a/m.ckpt"));
+
+        save(&ckpt, &settings, &state(2, 3), &vs, &opt, &best).unwrap();
+        let err = format!("{:#}", load(&ckpt).unwrap_err());
+        assert!(err.contains("inconsistent") && err.contains("best epoch Some(3)"), "{err}");
     }
 
     #[test]
