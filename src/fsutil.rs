@@ -5,6 +5,17 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+/// A hidden staging folder `out/.<prefix>XXXX` (created with `out`), removed when dropped.
+/// A tool that writes many files fills it and moves them into place only once all are
+/// written, so a failure half-way leaves `out` as it was. Training skips dot folders.
+pub fn staging_dir(out: &Path, prefix: &str) -> Result<tempfile::TempDir> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    tempfile::Builder::new()
+        .prefix(&format!(".{prefix}"))
+        .tempdir_in(out)
+        .with_context(|| format!("cannot create a staging folder in {}", out.display()))
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same folder, then renames it over
 /// `path`, so readers see either the old file or the complete new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -91,14 +91,7 @@ fn progress(len: u64, prefix: &str) -> Result<ProgressBar> {
 
 /// Runs `dataset crops`, prints the per-class summary and returns it.
 pub fn run(args: &CropsArgs) -> Result<CropsSummary> {
-    // Crops go to a staging folder inside OUT (hidden: training skips dot folders) and move
-    // into place only when every one was cut, so a failure leaves OUT as it was.
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".crops-")
-        .tempdir_in(&args.out)
-        .with_context(|| format!("cannot create a staging folder in {}", args.out.display()))?;
+    let staging = crate::fsutil::staging_dir(&args.out, "crops-")?;
     let mut writer = CropWriter::new(staging.path(), args.size, args.crop_scale)?;
     let staged = match (&args.labelme, &args.bag) {
         (Some(dir), None) => from_labelme(dir, &mut writer)?,

@@ -97,14 +97,7 @@ pub fn run(args: &SplitArgs) -> Result<SplitSummary> {
         split_by_group(keys.iter().map(|(l, g)| (*l, g.as_str())), args.test_fraction, args.seed)?;
     let pick =
         |idx: &[usize]| -> Vec<&Path> { idx.iter().map(|&i| files[i].1.as_path()).collect() };
-    // Copied into a staging folder first and renamed at the end, so a failure half-way leaves
-    // neither side behind.
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".split-")
-        .tempdir_in(&args.out)
-        .with_context(|| format!("cannot create a staging folder in {}", args.out.display()))?;
+    let staging = crate::fsutil::staging_dir(&args.out, "split-")?;
     copy_to(&pick(&split.train), &staging.path().join("train"))?;
     copy_to(&pick(&split.val), &staging.path().join("test"))?;
     for (side, dir) in [("train", &train_dir), ("test", &test_dir)] {
