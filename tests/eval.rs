@@ -227,3 +227,30 @@ fn photos_and_crop_sets_evaluate_too() {
     assert_eq!(s.accuracy.n, 12);
     assert_eq!(s.classes.iter().map(|c| c.labelled).sum::<usize>(), 12);
 }
+
+#[test]
+fn a_bare_storage_file_finds_its_truth_and_a_topic_of_another_type_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = common::shared_data().join("bags/bgr8-mcap");
+    let file = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "mcap"))
+        .unwrap();
+    let mut args = EvalArgs::bag(file, dir.path().join("bare"));
+    args.model = Some(model().to_path_buf());
+    args.no_bag = true;
+    let r = eval::run(&args).unwrap();
+    assert_eq!(r.truth, Some(folder.join("ground_truth.jsonl")));
+    assert_eq!((r.frames, r.scorer.labelled), (30, 53));
+    assert!(r.out_bag.is_none());
+
+    let talker = common::shared_data().join("rosbag2-samples/mcap/talker");
+    let mut args = EvalArgs::bag(talker.clone(), dir.path().join("talker"));
+    args.model = Some(model().to_path_buf());
+    let err = format!("{:#}", eval::run(&args).unwrap_err());
+    assert!(err.contains("no sensor_msgs Image or CompressedImage topic"), "{err}");
+    args.topic = Some("/topic".into());
+    let err = format!("{:#}", eval::run(&args).unwrap_err());
+    assert!(err.contains("carries std_msgs/msg/String"), "{err}");
+}

@@ -52,10 +52,11 @@ pub struct CaptureArgs {
     #[arg(long, default_value_t = 60.0)]
     pub timeout: f64,
     /// Subscription reliability: best_effort (matches every camera) or reliable (loses no
-    /// frame of a reliable publisher such as a bag player).
+    /// frame of a reliable publisher such as a bag player, as long as no more than --depth
+    /// frames wait while one is processed).
     #[arg(long, default_value = "best_effort")]
     pub reliability: String,
-    /// Frames the subscription keeps while one is being processed.
+    /// Frames the subscription keeps while one is being processed; older ones are dropped.
     #[arg(long, default_value_t = 10)]
     pub depth: i64,
     /// Where the model runs: auto, cpu or cuda.

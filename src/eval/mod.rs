@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -62,7 +62,8 @@ pub struct EvalArgs {
     /// The node's parameters file (locate settings, bins, confidence threshold, device).
     #[arg(long, value_name = "FILE")]
     pub params_file: Option<PathBuf>,
-    /// Output folder: report.md, report.json, confusion.png and eval.mcap.
+    /// Output folder: report.md, report.json, confusion.png, and eval.mcap for bags and
+    /// photos (a crop set has no frames to record).
     #[arg(long, value_name = "DIR", default_value = "out/eval")]
     pub out: PathBuf,
     /// Do not write the output bag.
@@ -120,6 +121,12 @@ pub struct EvalReport {
     pub input_error: Option<String>,
     /// The output bag written.
     pub out_bag: Option<PathBuf>,
+    /// The node parameters file used (None: the node's defaults).
+    pub params_file: Option<PathBuf>,
+    /// Coins sent to the reject bin for low confidence.
+    pub low_confidence: usize,
+    /// Ground-truth labels the model cannot answer (each of their coins counts as wrong).
+    pub labels_unknown_to_model: Vec<String>,
     /// The report files written.
     pub report_md: PathBuf,
 }
@@ -174,6 +181,7 @@ struct Run {
     rejected: BTreeMap<String, usize>,
     frames: usize,
     unlabelled: usize,
+    low_confidence: usize,
     bag: Option<McapBagWriter>,
 }
 
@@ -198,6 +206,7 @@ impl Run {
             }
         };
         self.timings.frames.push(out.times);
+        self.low_confidence += out.detections.detections.iter().filter(|d| d.rejected).count();
         match truth {
             Some(t) => self.scorer.add(t, &out.detections.detections),
             None => self.unlabelled += 1,
@@ -220,6 +229,14 @@ fn image_topic(reader: &BagReader, wanted: Option<&str>, bag: &Path) -> Result<(
             let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
             format!("bag {} has no topic {w} (it has {names:?})", bag.display())
         })?;
+        let is_image =
+            t.type_name == Image::ros_type() || t.type_name == CompressedImage::ros_type();
+        ensure!(
+            is_image,
+            "topic {w} of {} carries {}, not sensor_msgs/msg/Image or CompressedImage",
+            bag.display(),
+            t.type_name
+        );
         return Ok((t.name.clone(), t.type_name.clone()));
     }
     let images: Vec<_> = topics
@@ -251,7 +268,11 @@ fn eval_bag(
     let (topic, type_name) = image_topic(&reader, args.topic.as_deref(), bag)?;
     let truth_path = match &args.truth {
         Some(t) => Some(t.clone()),
-        None => Some(bag.join("ground_truth.jsonl")).filter(|p| p.is_file()),
+        // Beside the bag folder's files, or beside a bare storage file.
+        None => {
+            let dir = if bag.is_dir() { bag } else { bag.parent().unwrap_or(Path::new(".")) };
+            Some(dir.join("ground_truth.jsonl")).filter(|p| p.is_file())
+        }
     };
     let truth: BTreeMap<i64, TruthFrame> = match &truth_path {
         Some(p) => read_ground_truth(p)?.into_iter().map(|f| (f.stamp_ns, f)).collect(),
@@ -362,6 +383,7 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
     let model = args.model.clone().unwrap_or_else(|| cfg.model_path.clone());
     let classifier = Classifier::load(&model, cfg.device)?;
     let mut scorer = Scorer::new(&classifier.metadata().labels);
+    let model_label_count = scorer.labels.len();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output folder {}", args.out.display()))?;
 
@@ -374,6 +396,7 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
     let mut timings = Timings::default();
     let (mut truth, mut topic, mut input_error, mut out_bag) = (None, None, None, None);
     let (frames, rejected, unlabelled);
+    let mut low_confidence = 0;
     if kind == "images" {
         frames = eval_images(&classifier, &input, &mut scorer, &mut timings)?;
         (rejected, unlabelled) = (BTreeMap::new(), 0);
@@ -389,6 +412,7 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
             rejected: BTreeMap::new(),
             frames: 0,
             unlabelled: 0,
+            low_confidence: 0,
             bag,
         };
         if kind == "bag" {
@@ -402,8 +426,11 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
         }
         (scorer, timings) = (run.scorer, run.timings);
         (frames, rejected, unlabelled) = (run.frames, run.rejected, run.unlabelled);
+        low_confidence = run.low_confidence;
     }
     let scored = scorer.frames > 0;
+    let model_labels_missing: Vec<String> =
+        scorer.labels.iter().skip(model_label_count).cloned().collect();
     let (latency, fps) = timings.summary();
     let report = EvalReport {
         input,
@@ -421,6 +448,9 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
         wall_seconds: start.elapsed().as_secs_f64(),
         input_error,
         out_bag,
+        params_file: args.params_file.clone(),
+        low_confidence,
+        labels_unknown_to_model: model_labels_missing,
         report_md: report::markdown_path(&args.out),
     };
     report::write(&report, &args.out)?;

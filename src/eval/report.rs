@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use super::EvalReport;
+use super::metrics::Scores;
 use crate::audit::stats::Interval;
 
 /// Path of the Markdown report in output folder `out`.
@@ -39,6 +40,54 @@ pub fn rate(i: &Interval) -> String {
     )
 }
 
+/// Detection figures: recall and the precision lower bound on labelled coins.
+fn detection_section(s: &mut String, r: &EvalReport, sc: &Scores) {
+    let _ = writeln!(s, "\n## Detection\n");
+    let _ = writeln!(
+        s,
+        "A labelled coin counts as found when a detection's centre lies within half its radius. \
+         Photos may hold coins nobody labelled, so a detection that matches no labelled coin is \
+         not necessarily wrong: precision here counts all of them as false and is a lower \
+         bound.\n"
+    );
+    let _ = writeln!(s, "- labelled coins found (recall): {}", rate(&sc.detection_recall));
+    let _ = writeln!(
+        s,
+        "- detections on a labelled coin (precision, lower bound): {}",
+        rate(&sc.detection_precision_lower_bound)
+    );
+    let _ = writeln!(s, "- detections on no labelled coin: {}", r.scorer.unmatched_detections);
+}
+
+/// Accuracy, the per-class table and the confusion matrix of the found coins (or crops).
+fn classification_section(s: &mut String, r: &EvalReport, sc: &Scores) {
+    let c = &r.scorer;
+    let what = if r.kind == "images" { "crops" } else { "found coins" };
+    let _ = writeln!(s, "\n## Classification of the {what}\n");
+    let _ = writeln!(s, "Accuracy: {} (exact 95% interval).\n", rate(&sc.accuracy));
+    let _ = writeln!(s, "| label | labelled | found | predicted | precision | recall |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---|---|");
+    for k in &sc.classes {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            k.label,
+            k.labelled,
+            k.matched,
+            k.predicted,
+            rate(&k.precision),
+            rate(&k.recall)
+        );
+    }
+    let _ = writeln!(s, "\n![confusion](confusion.png)\n");
+    let _ = writeln!(s, "| true \\ predicted | {} |", c.labels.join(" | "));
+    let _ = writeln!(s, "|---|{}", "---:|".repeat(c.labels.len()));
+    for (label, row) in c.labels.iter().zip(&c.confusion) {
+        let cells: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+        let _ = writeln!(s, "| {label} | {} |", cells.join(" | "));
+    }
+}
+
 /// Renders the report as Markdown.
 pub fn to_markdown(r: &EvalReport) -> String {
     let mut s = String::new();
@@ -52,8 +101,17 @@ pub fn to_markdown(r: &EvalReport) -> String {
     let _ = writeln!(s, "| ground truth | {truth} |");
     let _ = writeln!(s, "| frames read | {} |", r.frames);
     let rejected: usize = r.rejected.values().sum();
-    let _ = writeln!(s, "| frames rejected | {rejected} {:?} |", r.rejected);
+    let kinds: Vec<String> = r.rejected.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+    let kinds = if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) };
+    let _ = writeln!(s, "| frames rejected | {rejected}{kinds} |");
     let _ = writeln!(s, "| frames without truth | {} |", r.unlabelled_frames);
+    let params =
+        r.params_file.as_ref().map_or("node defaults".to_owned(), |p| format!("`{}`", p.display()));
+    let _ = writeln!(s, "| node parameters | {params} |");
+    if r.kind != "images" {
+        let _ =
+            writeln!(s, "| coins sent to the reject bin (low confidence) | {} |", r.low_confidence);
+    }
     if let Some(b) = &r.out_bag {
         let _ = writeln!(s, "| output bag | `{}` |", b.display());
     }
@@ -64,47 +122,20 @@ pub fn to_markdown(r: &EvalReport) -> String {
              every frame read before that point."
         );
     }
+    if !r.labels_unknown_to_model.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n**The model cannot answer {}**: every coin of those labels counts as wrong \
+             below.",
+            r.labels_unknown_to_model.join(", ")
+        );
+    }
     match &r.scores {
         Some(sc) => {
-            let c = &r.scorer;
-            let _ = writeln!(s, "\n## Detection\n");
-            let _ = writeln!(
-                s,
-                "A labelled coin counts as found when a detection's centre lies within half its \
-                 radius. Photos may hold coins nobody labelled, so a detection that matches no \
-                 labelled coin is not necessarily wrong: precision here counts all of them as \
-                 false and is a lower bound.\n"
-            );
-            let _ = writeln!(s, "- labelled coins found (recall): {}", rate(&sc.detection_recall));
-            let _ = writeln!(
-                s,
-                "- detections on a labelled coin (precision, lower bound): {}",
-                rate(&sc.detection_precision_lower_bound)
-            );
-            let _ = writeln!(s, "- detections on no labelled coin: {}", c.unmatched_detections);
-            let _ = writeln!(s, "\n## Classification of the found coins\n");
-            let _ = writeln!(s, "Accuracy: {} (exact 95% interval).\n", rate(&sc.accuracy));
-            let _ = writeln!(s, "| label | labelled | found | predicted | precision | recall |");
-            let _ = writeln!(s, "|---|---:|---:|---:|---|---|");
-            for k in &sc.classes {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {} | {} | {} |",
-                    k.label,
-                    k.labelled,
-                    k.matched,
-                    k.predicted,
-                    rate(&k.precision),
-                    rate(&k.recall)
-                );
+            if r.kind != "images" {
+                detection_section(&mut s, r, sc);
             }
-            let _ = writeln!(s, "\n![confusion](confusion.png)\n");
-            let _ = writeln!(s, "| true \\ predicted | {} |", c.labels.join(" | "));
-            let _ = writeln!(s, "|---|{}", "---:|".repeat(c.labels.len()));
-            for (label, row) in c.labels.iter().zip(&c.confusion) {
-                let cells: Vec<String> = row.iter().map(|v| v.to_string()).collect();
-                let _ = writeln!(s, "| {label} | {} |", cells.join(" | "));
-            }
+            classification_section(&mut s, r, sc);
         }
         None => {
             let _ = writeln!(s, "\nNo ground truth: only speed was measured.");
@@ -118,8 +149,14 @@ pub fn to_markdown(r: &EvalReport) -> String {
     );
     let _ = writeln!(s, "| stage | n | p50 ms | p95 ms | p99 ms | max ms | mean ms |");
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
-    for stage in ["decode", "locate", "crop", "classify", "total"] {
-        if let Some(l) = r.latency.get(stage) {
+    // A crop set is only classified: its other stages did not run.
+    let stages: &[&str] = if r.kind == "images" {
+        &["classify", "total"]
+    } else {
+        &["decode", "locate", "crop", "classify", "total"]
+    };
+    for stage in stages {
+        if let Some(l) = r.latency.get(*stage) {
             let _ = writeln!(
                 s,
                 "| {stage} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
@@ -136,7 +173,7 @@ pub fn write(r: &EvalReport, out: &Path) -> Result<()> {
     let json = serde_json::to_vec_pretty(r)?;
     crate::fsutil::write_atomic(&json_path(out), &json)?;
     if r.scores.is_some() && !r.scorer.labels.is_empty() {
-        let title = format!("{} coins found, true \\ predicted", r.scorer.matched);
+        let title = format!("{} coins", r.scorer.matched);
         crate::plots::confusion_png(
             &r.scorer.confusion,
             &r.scorer.labels,
