@@ -25,19 +25,45 @@ pub struct TruthFrame {
     pub coins: Vec<TruthCoin>,
 }
 
-/// Reads a `ground_truth.jsonl` file (one [`TruthFrame`] per line); errors name the line.
+/// Largest ground-truth file read: far above any recording's truth, and a guard against
+/// being pointed at a device or a huge file by mistake.
+const MAX_TRUTH_BYTES: u64 = 256 << 20;
+
+/// Reads a `ground_truth.jsonl` file (one [`TruthFrame`] per line). Fails, naming the file and
+/// line, on a malformed line, a stamp seen before, or a coin whose centre is not finite or
+/// whose radius is not a positive finite number.
 pub fn read_ground_truth(path: &Path) -> Result<Vec<TruthFrame>> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot read ground truth {}", path.display()))?
+        .len();
+    anyhow::ensure!(
+        size <= MAX_TRUTH_BYTES,
+        "ground truth {} is {size} bytes, more than the {MAX_TRUTH_BYTES} this reads",
+        path.display()
+    );
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read ground truth {}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| {
-                format!("{} line {}: not a ground-truth frame", path.display(), i + 1)
-            })
-        })
-        .collect()
+    let mut seen = std::collections::HashSet::new();
+    let mut frames = Vec::new();
+    for (i, l) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let at = || format!("{} line {}", path.display(), i + 1);
+        let f: TruthFrame = serde_json::from_str(l)
+            .with_context(|| format!("{}: not a ground-truth frame", at()))?;
+        anyhow::ensure!(seen.insert(f.stamp_ns), "{}: stamp {} appears twice", at(), f.stamp_ns);
+        for c in &f.coins {
+            anyhow::ensure!(
+                c.x.is_finite() && c.y.is_finite() && c.r.is_finite() && c.r > 0.0,
+                "{}: coin {:?} at ({}, {}) radius {} is not a coin",
+                at(),
+                c.label,
+                c.x,
+                c.y,
+                c.r
+            );
+        }
+        frames.push(f);
+    }
+    Ok(frames)
 }
 
 /// Pairs detections with labelled coins: a detection matches a coin when its centre lies
@@ -102,6 +128,27 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ground_truth_refuses_repeated_stamps_and_impossible_coins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gt.jsonl");
+        let line = |stamp: i64, r: &str| {
+            format!(
+                r#"{{"stamp_ns": {stamp}, "source": "s", "coins": [{{"label": "1e", "x": 5, "y": 5, "r": {r}}}]}}"#
+            )
+        };
+        std::fs::write(&path, format!("{}\n\n{}\n", line(1, "4"), line(2, "4.5"))).unwrap();
+        assert_eq!(read_ground_truth(&path).unwrap().len(), 2);
+        std::fs::write(&path, format!("{}\n{}\n", line(1, "4"), line(1, "4"))).unwrap();
+        let err = format!("{:#}", read_ground_truth(&path).unwrap_err());
+        assert!(err.contains("line 2") && err.contains("appears twice"), "{err}");
+        for bad in ["0", "-3"] {
+            std::fs::write(&path, line(3, bad)).unwrap();
+            let err = format!("{:#}", read_ground_truth(&path).unwrap_err());
+            assert!(err.contains("line 1") && err.contains("is not a coin"), "{err}");
+        }
+    }
 
     fn det(x: f32, y: f32, label: &str) -> CoinDetection {
         CoinDetection { x, y, label: label.into(), radius: 10.0, ..Default::default() }

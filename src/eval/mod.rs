@@ -200,8 +200,13 @@ impl Run {
         let out = match self.pipeline.process(frame) {
             Ok(out) => out,
             Err(e) => {
-                tracing::warn!("frame at {stamp} ns rejected ({}): {e}", e.kind());
+                let name = &frame.header().frame_id;
+                tracing::warn!("frame {name:?} at {stamp} ns rejected ({}): {e}", e.kind());
                 *self.rejected.entry(e.kind().to_owned()).or_default() += 1;
+                // Its labelled coins were not found: they count against recall.
+                if let Some(t) = truth {
+                    self.scorer.add(t, &[]);
+                }
                 return Ok(());
             }
         };
@@ -379,7 +384,14 @@ fn eval_images(
 /// is an error.
 pub fn run(args: &EvalArgs) -> Result<EvalReport> {
     let start = Instant::now();
+    ensure!(
+        args.bag.is_some() || (args.truth.is_none() && args.topic.is_none()),
+        "--truth and --topic are for --bag"
+    );
     let cfg = node_config(args.params_file.as_deref())?;
+    if cfg.num_threads > 0 {
+        tch::set_num_threads(crate::params::checked_threads("num_threads", cfg.num_threads)?);
+    }
     let model = args.model.clone().unwrap_or_else(|| cfg.model_path.clone());
     let classifier = Classifier::load(&model, cfg.device)?;
     let mut scorer = Scorer::new(&classifier.metadata().labels);

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::EvalReport;
 use super::metrics::Scores;
@@ -169,9 +169,18 @@ pub fn to_markdown(r: &EvalReport) -> String {
 
 /// Writes `report.md`, `report.json` and (with ground truth) `confusion.png` into `out`.
 pub fn write(r: &EvalReport, out: &Path) -> Result<()> {
-    crate::fsutil::write_atomic(&markdown_path(out), to_markdown(r).as_bytes())?;
+    let (md, json_file) = (markdown_path(out), json_path(out));
+    crate::fsutil::write_atomic(&md, to_markdown(r).as_bytes())
+        .with_context(|| format!("cannot write report {}", md.display()))?;
     let json = serde_json::to_vec_pretty(r)?;
-    crate::fsutil::write_atomic(&json_path(out), &json)?;
+    crate::fsutil::write_atomic(&json_file, &json)
+        .with_context(|| format!("cannot write report {}", json_file.display()))?;
+    let plot = confusion_path(out);
+    if r.scores.is_none() && plot.is_file() {
+        // A plot from an earlier run with truth would sit beside a report without it.
+        std::fs::remove_file(&plot)
+            .with_context(|| format!("cannot remove the stale {}", plot.display()))?;
+    }
     if r.scores.is_some() && !r.scorer.labels.is_empty() {
         let title = format!("{} coins", r.scorer.matched);
         crate::plots::confusion_png(
