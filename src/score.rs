@@ -134,9 +134,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gt.jsonl");
         let line = |stamp: i64, r: &str| {
-            format!(
-                r#"{{"stamp_ns": {stamp}, "source": "s", "coins": [{{"label": "1e", "x": 5, "y": 5, "r": {r}}}]}}"#
-            )
+            let coin = format!(r#"{{"label": "1e", "x": 5, "y": 5, "r": {r}}}"#);
+            format!(r#"{{"stamp_ns": {stamp}, "source": "s", "coins": [{coin}]}}"#)
         };
         std::fs::write(&path, format!("{}\n\n{}\n", line(1, "4"), line(2, "4.5"))).unwrap();
         assert_eq!(read_ground_truth(&path).unwrap().len(), 2);
