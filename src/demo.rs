@@ -11,11 +11,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 
+use crate::eval::metrics::Scorer;
 use crate::msgs::coin_sorter::{ActuatorState, CoinDetectionArray};
 use crate::msgs::diagnostic_msgs::DiagnosticArray;
 use crate::nodes::player::{self, PlayOptions};
 use crate::params::RosArgs;
-use crate::score::{self, Tally};
+use crate::score;
 use crate::transport::{RosNode, netns, qos};
 
 /// Options of `coin_sorter demo`.
@@ -272,7 +273,7 @@ fn print_frame(d: &CoinDetectionArray, truth: Option<&score::TruthFrame>) {
 
 fn print_summary(report: &player::PlayReport, seen: &Seen, truth: &[score::TruthFrame]) {
     let published: u64 = report.published.iter().map(|(_, n)| n).sum();
-    let mut tally = Tally::default();
+    let mut tally = Scorer::new(&[]);
     for f in truth {
         if let Some(d) = seen.frames.get(&f.stamp_ns) {
             tally.add(&f.coins, &d.detections);
@@ -292,7 +293,7 @@ fn print_summary(report: &player::PlayReport, seen: &Seen, truth: &[score::Truth
         Some(a) => println!(
             "accuracy on matched coins:         {:.1}% ({}/{})",
             a * 100.0,
-            tally.correct,
+            tally.correct(),
             tally.matched
         ),
         None => println!("accuracy on matched coins:         n/a (no coin matched)"),

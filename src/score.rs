@@ -1,5 +1,5 @@
-//! Scoring detections against ground truth: which labelled coin each detection belongs to,
-//! and the counts accuracy figures are made of.
+//! Scoring detections against ground truth: which labelled coin each detection belongs to.
+//! The counts built on it are [`crate::eval::metrics::Scorer`].
 
 use std::path::Path;
 
@@ -93,38 +93,6 @@ pub fn match_coins(truth: &[TruthCoin], dets: &[CoinDetection]) -> Vec<(usize, u
     pairs
 }
 
-/// Running totals over frames.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tally {
-    /// Frames scored.
-    pub frames: usize,
-    /// Coins the detector reported.
-    pub detections: usize,
-    /// Labelled coins in the scored frames.
-    pub labelled: usize,
-    /// Labelled coins with a matching detection.
-    pub matched: usize,
-    /// Matched coins whose label was right.
-    pub correct: usize,
-}
-
-impl Tally {
-    /// Adds one frame's detections scored against its labelled coins.
-    pub fn add(&mut self, truth: &[TruthCoin], dets: &[CoinDetection]) {
-        let pairs = match_coins(truth, dets);
-        self.frames += 1;
-        self.detections += dets.len();
-        self.labelled += truth.len();
-        self.matched += pairs.len();
-        self.correct += pairs.iter().filter(|(t, d)| truth[*t].label == dets[*d].label).count();
-    }
-
-    /// Share of matched coins labelled right (None when nothing matched).
-    pub fn accuracy(&self) -> Option<f64> {
-        (self.matched > 0).then(|| self.correct as f64 / self.matched as f64)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,11 +135,11 @@ mod tests {
             det(100.0, 9.9, "2c"),
         ];
         assert_eq!(match_coins(&truth, &dets), vec![(0, 1), (1, 3)]);
-        let mut t = Tally::default();
+        let mut t = crate::eval::metrics::Scorer::new(&[]);
         t.add(&truth, &dets);
-        assert_eq!(t, Tally { frames: 1, detections: 4, labelled: 3, matched: 2, correct: 0 });
+        assert_eq!((t.frames, t.detections, t.labelled, t.matched, t.correct()), (1, 4, 3, 2, 0));
         t.add(&truth[..1], &[det(0.0, 0.0, "1e")]);
-        assert_eq!((t.matched, t.correct), (3, 1));
+        assert_eq!((t.matched, t.correct()), (3, 1));
         assert_eq!(t.accuracy(), Some(1.0 / 3.0));
     }
 }

@@ -95,6 +95,11 @@ impl Scorer {
         (0..self.labels.len()).map(|i| self.confusion[i][i]).sum()
     }
 
+    /// Share of matched coins labelled right (None when nothing matched).
+    pub fn accuracy(&self) -> Option<f64> {
+        (self.matched > 0).then(|| self.correct() as f64 / self.matched as f64)
+    }
+
     /// The rates with intervals.
     pub fn summary(&self) -> Scores {
         let k = self.labels.len();
