@@ -124,7 +124,7 @@ fn sibling_exe(name: &str) -> Result<PathBuf> {
 pub fn run(args: &DemoArgs) -> Result<()> {
     netns::require_loopback_only("the demo")?;
     let bag = if args.bag.is_absolute() { args.bag.clone() } else { args.data.join(&args.bag) };
-    let truth = score::read_ground_truth(&bag.join("ground_truth.jsonl"))?;
+    let truth = score::read_ground_truth(&score::truth_beside(&bag))?;
     let model = std::fs::canonicalize(&args.model)
         .with_context(|| format!("model {} does not exist", args.model.display()))?;
     // Checked before any process starts; used again when playback ends.

@@ -4,11 +4,13 @@
 
 use std::time::{Duration, Instant};
 
+use crate::bag::cdr::decode_cdr;
 use crate::classify::crop::crop_coins;
 use crate::classify::model::Classifier;
 use crate::decide::BinTable;
 use crate::decode::{self, DecodeError, RgbImage};
 use crate::locate::{self, LocateParams};
+use crate::msgs::RosMessage;
 use crate::msgs::coin_sorter::{CoinDetection, CoinDetectionArray, SortCommand};
 use crate::msgs::sensor_msgs::{CompressedImage, Image};
 use crate::msgs::std_msgs::Header;
@@ -21,6 +23,23 @@ pub enum Frame {
 }
 
 impl Frame {
+    /// Whether `type_name` (`pkg/msg/Name`) is a message type a frame can hold.
+    pub fn is_image_type(type_name: &str) -> bool {
+        type_name == Image::ros_type() || type_name == CompressedImage::ros_type()
+    }
+
+    /// Decodes the CDR payload of a recorded or received message of `type_name`. Fails on
+    /// another type or malformed CDR.
+    pub fn from_cdr(type_name: &str, data: &[u8]) -> anyhow::Result<Self> {
+        if type_name == Image::ros_type() {
+            Ok(Self::Raw(decode_cdr(data)?))
+        } else if type_name == CompressedImage::ros_type() {
+            Ok(Self::Compressed(decode_cdr(data)?))
+        } else {
+            anyhow::bail!("{type_name} is not an image type")
+        }
+    }
+
     /// The frame's header (stamp and frame_id).
     pub fn header(&self) -> &Header {
         match self {

@@ -1,7 +1,7 @@
 //! Scoring detections against ground truth: which labelled coin each detection belongs to.
 //! The counts built on it are [`crate::eval::metrics::Scorer`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
@@ -23,6 +23,13 @@ pub struct TruthFrame {
     pub stamp_ns: i64,
     pub source: String,
     pub coins: Vec<TruthCoin>,
+}
+
+/// Where a bag's ground truth is by default: `ground_truth.jsonl` in the bag folder, or
+/// beside a bare storage file.
+pub fn truth_beside(bag: &Path) -> PathBuf {
+    let dir = if bag.is_dir() { bag } else { bag.parent().unwrap_or(Path::new(".")) };
+    dir.join("ground_truth.jsonl")
 }
 
 /// Largest ground-truth file read: far above any recording's truth, and a guard against

@@ -10,14 +10,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::writer::CropWriter;
 use super::{LabelledCircle, labelme};
 use crate::bag::BagReader;
-use crate::bag::cdr::decode_cdr;
 use crate::classify::metadata::DEFAULT_CROP_SCALE;
 use crate::decode::RgbImage;
 use crate::locate::Circle;
-use crate::msgs::RosMessage;
-use crate::msgs::sensor_msgs::{CompressedImage, Image};
 use crate::pipeline::Frame;
-use crate::score::{TruthFrame, read_ground_truth};
+use crate::score::{TruthFrame, read_ground_truth, truth_beside};
 
 /// Side of written crops by default: that of the `coins-mobile` crops.
 pub const DEFAULT_SIZE: u32 = 256;
@@ -32,7 +29,8 @@ pub struct CropsArgs {
     /// rosbag2 recording (folder or file) whose image frames have ground truth.
     #[arg(long, value_name = "DIR")]
     pub bag: Option<PathBuf>,
-    /// Ground truth of the bag, one JSON frame per line [default: BAG/ground_truth.jsonl].
+    /// Ground truth of the bag, one JSON frame per line [default: ground_truth.jsonl in the
+    /// bag folder, or beside a bare storage file].
     #[arg(long, value_name = "FILE", requires = "bag")]
     pub truth: Option<PathBuf>,
     /// Image topic of the bag to read [default: every Image and CompressedImage topic].
@@ -96,7 +94,7 @@ pub fn run(args: &CropsArgs) -> Result<CropsSummary> {
     let staged = match (&args.labelme, &args.bag) {
         (Some(dir), None) => from_labelme(dir, &mut writer)?,
         (None, Some(bag)) => {
-            let truth = args.truth.clone().unwrap_or_else(|| bag.join("ground_truth.jsonl"));
+            let truth = args.truth.clone().unwrap_or_else(|| truth_beside(bag));
             from_bag(bag, &truth, args.topic.as_deref(), &mut writer)?
         }
         _ => bail!("give exactly one of --labelme and --bag"),
@@ -170,12 +168,11 @@ pub fn from_bag(
     let truth = read_ground_truth(truth_path)?;
     let by_stamp: HashMap<i64, &TruthFrame> = truth.iter().map(|f| (f.stamp_ns, f)).collect();
     let reader = BagReader::open(bag)?;
-    let is_image = |t: &str| t == Image::ros_type() || t == CompressedImage::ros_type();
     let topics: Vec<String> = reader
         .info()
         .topics
         .iter()
-        .filter(|t| topic.map_or(is_image(&t.type_name), |want| t.name == want))
+        .filter(|t| topic.map_or(Frame::is_image_type(&t.type_name), |want| t.name == want))
         .map(|t| t.name.clone())
         .collect();
     if topics.is_empty() {
@@ -195,13 +192,7 @@ pub fn from_bag(
         let msg = msg?;
         bar.inc(1);
         let at = || format!("{} message at {} ns in {}", msg.topic, msg.log_time_ns, bag.display());
-        let frame = if msg.type_name == Image::ros_type() {
-            Frame::Raw(decode_cdr::<Image>(&msg.data).with_context(at)?)
-        } else if msg.type_name == CompressedImage::ros_type() {
-            Frame::Compressed(decode_cdr::<CompressedImage>(&msg.data).with_context(at)?)
-        } else {
-            bail!("{}: {} is not an image type", at(), msg.type_name);
-        };
+        let frame = Frame::from_cdr(&msg.type_name, &msg.data).with_context(at)?;
         let stamp = frame.header().stamp.as_nanos();
         let Some(t) = by_stamp.get(&stamp) else {
             unlabelled += 1;

@@ -15,17 +15,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::bag::BagReader;
-use crate::bag::cdr::decode_cdr;
 use crate::bag::writer::McapBagWriter;
 use crate::classify::model::Classifier;
 use crate::dataset::labelme;
-use crate::msgs::RosMessage;
-use crate::msgs::sensor_msgs::{CompressedImage, Image};
+use crate::msgs::sensor_msgs::CompressedImage;
 use crate::msgs::std_msgs::{Header, Time};
 use crate::nodes::sorter::{self, SorterConfig};
 use crate::params::RosArgs;
 use crate::pipeline::{Frame, Pipeline, StageTimes};
-use crate::score::{TruthCoin, TruthFrame, read_ground_truth};
+use crate::score::{TruthCoin, TruthFrame, read_ground_truth, truth_beside};
 use crate::train::dataset::ImageSet;
 use metrics::{Latency, Scorer, Scores};
 
@@ -234,20 +232,15 @@ fn image_topic(reader: &BagReader, wanted: Option<&str>, bag: &Path) -> Result<(
             let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
             format!("bag {} has no topic {w} (it has {names:?})", bag.display())
         })?;
-        let is_image =
-            t.type_name == Image::ros_type() || t.type_name == CompressedImage::ros_type();
         ensure!(
-            is_image,
+            Frame::is_image_type(&t.type_name),
             "topic {w} of {} carries {}, not sensor_msgs/msg/Image or CompressedImage",
             bag.display(),
             t.type_name
         );
         return Ok((t.name.clone(), t.type_name.clone()));
     }
-    let images: Vec<_> = topics
-        .iter()
-        .filter(|t| t.type_name == Image::ros_type() || t.type_name == CompressedImage::ros_type())
-        .collect();
+    let images: Vec<_> = topics.iter().filter(|t| Frame::is_image_type(&t.type_name)).collect();
     match images.as_slice() {
         [one] => Ok((one.name.clone(), one.type_name.clone())),
         [] => bail!("bag {} has no sensor_msgs Image or CompressedImage topic", bag.display()),
@@ -273,11 +266,7 @@ fn eval_bag(
     let (topic, type_name) = image_topic(&reader, args.topic.as_deref(), bag)?;
     let truth_path = match &args.truth {
         Some(t) => Some(t.clone()),
-        // Beside the bag folder's files, or beside a bare storage file.
-        None => {
-            let dir = if bag.is_dir() { bag } else { bag.parent().unwrap_or(Path::new(".")) };
-            Some(dir.join("ground_truth.jsonl")).filter(|p| p.is_file())
-        }
+        None => Some(truth_beside(bag)).filter(|p| p.is_file()),
     };
     let truth: BTreeMap<i64, TruthFrame> = match &truth_path {
         Some(p) => read_ground_truth(p)?.into_iter().map(|f| (f.stamp_ns, f)).collect(),
@@ -297,12 +286,7 @@ fn eval_bag(
         };
         bar.inc(1);
         let at = || format!("{topic} message at {} ns in {}", msg.log_time_ns, bag.display());
-        let frame = if type_name == Image::ros_type() {
-            decode_cdr::<Image>(&msg.data).map(Frame::Raw)
-        } else {
-            decode_cdr::<CompressedImage>(&msg.data).map(Frame::Compressed)
-        };
-        let frame = match frame.with_context(at) {
+        let frame = match Frame::from_cdr(&type_name, &msg.data).with_context(at) {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!("{e:#}; skipping it");
@@ -312,7 +296,6 @@ fn eval_bag(
             }
         };
         let coins = truth.get(&frame.header().stamp.as_nanos()).map(|t| t.coins.as_slice());
-        let coins = if truth_path.is_some() { coins } else { None };
         run.frame(&frame, &topic, coins)?;
     }
     bar.finish();
