@@ -127,30 +127,39 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let truth = score::read_ground_truth(&score::truth_beside(&bag))?;
     let model = std::fs::canonicalize(&args.model)
         .with_context(|| format!("model {} does not exist", args.model.display()))?;
-    // Checked before any process starts; used again when playback ends.
-    crate::params::checked_seconds("--settle-timeout", args.settle_timeout, 0.0)?;
+    // Checked before any process starts.
+    let settle = crate::params::checked_seconds("--settle-timeout", args.settle_timeout, 0.0)?;
+    let opts = PlayOptions {
+        rate: args.rate,
+        topics: Vec::new(),
+        wait_subscribers: 1,
+        wait_timeout: 120.0,
+    };
+    opts.check()?;
     anyhow::ensure!(
-        args.rate.is_finite() && (1e-3..=1e3).contains(&args.rate),
-        "--rate {} must be a number in [0.001, 1000]",
-        args.rate
+        args.params_file.is_file(),
+        "params file {} does not exist",
+        args.params_file.display()
     );
-    let mut node_args = vec!["--ros-args".to_string()];
-    {
-        anyhow::ensure!(
-            args.params_file.is_file(),
-            "params file {} does not exist",
-            args.params_file.display()
-        );
-        node_args.extend(["--params-file".to_string(), args.params_file.display().to_string()]);
-    }
+    let mut node_args = vec![
+        "--ros-args".to_string(),
+        "--params-file".to_string(),
+        args.params_file.display().to_string(),
+    ];
     node_args.extend(["-p".to_string(), format!("model_path:={}", model.display())]);
     let mut actuator = NodeProcess::spawn("actuator", &sibling_exe("coin_sorter_actuator")?, &[])?;
     let mut sorter = NodeProcess::spawn("sorter", &sibling_exe("coin_sorter_node")?, &node_args)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let result =
-        rt.block_on(listen_and_play(args, &bag, &truth, seen.clone(), &mut sorter, &mut actuator));
+    let result = rt.block_on(listen_and_play(
+        &opts,
+        settle,
+        &bag,
+        &truth,
+        seen.clone(),
+        [&mut sorter, &mut actuator],
+    ));
     drop(sorter);
     drop(actuator);
     let report = result?;
@@ -159,13 +168,15 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     Ok(())
 }
 
+/// Plays `bag` with `opts` while listening to the graph, then waits up to `settle` for the
+/// last results; fails as soon as one of `nodes` exits.
 async fn listen_and_play(
-    args: &DemoArgs,
+    opts: &PlayOptions,
+    settle: Duration,
     bag: &Path,
     truth: &[score::TruthFrame],
     seen: Arc<Mutex<Seen>>,
-    sorter: &mut NodeProcess,
-    actuator: &mut NodeProcess,
+    mut nodes: [&mut NodeProcess; 2],
 ) -> Result<player::PlayReport> {
     let mut node = RosNode::new("coin_sorter_demo", &RosArgs::default())?;
     let det_sub =
@@ -204,22 +215,15 @@ async fn listen_and_play(
         }
     };
     let play = async {
-        let opts = PlayOptions {
-            rate: args.rate,
-            topics: Vec::new(),
-            wait_subscribers: 1,
-            wait_timeout: 120.0,
-        };
         println!(
             "playing {} at {}x; waiting for coin_sorter_node to subscribe",
             bag.display(),
-            args.rate
+            opts.rate
         );
-        let report = player::play(&mut node, bag, &opts).await?;
+        let report = player::play(&mut node, bag, opts).await?;
         let published: u64 = report.published.iter().map(|(_, n)| n).sum();
         // Results trail the last frame by one classification; wait until every frame and every
         // command is accounted for, or the settle timeout passes.
-        let settle = crate::params::checked_seconds("--settle-timeout", args.settle_timeout, 0.0)?;
         let deadline = tokio::time::Instant::now() + settle;
         while tokio::time::Instant::now() < deadline {
             let done = seen.lock().map(|s| s.settled(published)).unwrap_or(false);
@@ -234,7 +238,7 @@ async fn listen_and_play(
     // demo at once instead of after the subscriber wait.
     let watch = async {
         loop {
-            for p in [&mut *sorter, &mut *actuator] {
+            for p in nodes.iter_mut() {
                 if let Some(status) = p.exited() {
                     return anyhow::anyhow!(
                         "{} exited ({status}) during the demo; see its log above",

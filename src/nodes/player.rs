@@ -30,6 +30,16 @@ pub struct PlayOptions {
     pub wait_timeout: f64,
 }
 
+impl PlayOptions {
+    /// Checks the options, naming a bad value; returns the subscriber wait as a duration.
+    pub fn check(&self) -> Result<Duration> {
+        if !(self.rate.is_finite() && (1e-3..=1e3).contains(&self.rate)) {
+            bail!("--rate {:?} must be a number in [0.001, 1000]", self.rate);
+        }
+        crate::params::checked_seconds("--wait-timeout", self.wait_timeout, 0.0)
+    }
+}
+
 /// What a playback did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PlayReport {
@@ -46,9 +56,7 @@ enum Out {
 
 /// Plays `bag` through `node`. Returns after the last message is published.
 pub async fn play(node: &mut RosNode, bag: &Path, opts: &PlayOptions) -> Result<PlayReport> {
-    if !(opts.rate.is_finite() && (1e-3..=1e3).contains(&opts.rate)) {
-        bail!("--rate {} must be a number in [0.001, 1000]", opts.rate);
-    }
+    let wait = opts.check()?;
     let reader = BagReader::open(bag)?;
     let mut outs: Vec<(String, Out)> = Vec::new();
     for t in &reader.info().topics {
@@ -69,7 +77,6 @@ pub async fn play(node: &mut RosNode, bag: &Path, opts: &PlayOptions) -> Result<
     if outs.is_empty() {
         bail!("bag {} has no image topic to play (of {:?})", bag.display(), opts.topics);
     }
-    let wait = crate::params::checked_seconds("--wait-timeout", opts.wait_timeout, 0.0)?;
     for (topic, _) in &outs {
         let n = node.wait_for_subscribers(topic, opts.wait_subscribers, wait).await?;
         if n < opts.wait_subscribers {
