@@ -277,20 +277,7 @@ pub fn to_markdown(r: &AuditReport) -> String {
     match &r.curves_file {
         Some(f) => {
             let _ = writeln!(s, "From `{}`.\n", f.display());
-            let _ = writeln!(s, "| stage | epoch | train loss | train acc | val loss | val acc |");
-            let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
-            for c in &r.curves {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {:.3} | {} | {:.3} | {} |",
-                    c.stage,
-                    c.epoch,
-                    c.train_loss,
-                    pct(c.train_acc),
-                    c.val_loss,
-                    pct(c.val_acc)
-                );
-            }
+            s.push_str(&crate::train::curves::markdown_table(&r.curves));
         }
         None => {
             let _ = writeln!(s, "No curves file.");

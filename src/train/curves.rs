@@ -36,6 +36,26 @@ pub fn curves_path_for_model(model: &Path) -> PathBuf {
     model.with_extension("curves.csv")
 }
 
+/// `rows` as a Markdown table, one line per epoch: the form every report shows curves in.
+pub fn markdown_table(rows: &[EpochStats]) -> String {
+    let mut md = String::from(
+        "| stage | epoch | train loss | train acc | val loss | val acc |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for r in rows {
+        md.push_str(&format!(
+            "| {} | {} | {:.4} | {:.1}% | {:.4} | {:.1}% |\n",
+            r.stage,
+            r.epoch,
+            r.train_loss,
+            r.train_acc * 100.0,
+            r.val_loss,
+            r.val_acc * 100.0
+        ));
+    }
+    md
+}
+
 /// Writes `rows` as CSV with [`CSV_HEADER`] to `path`, atomically.
 pub fn write_csv(path: &Path, rows: &[EpochStats]) -> Result<()> {
     crate::fsutil::write_atomic_with(path, |w| {

@@ -154,20 +154,7 @@ impl Report<'_> {
 
         writeln!(md, "## Curves\n")?;
         writeln!(md, "![learning curves]({})\n", self.plots[0])?;
-        writeln!(md, "| stage | epoch | train loss | train acc | val loss | val acc |")?;
-        writeln!(md, "| ---: | ---: | ---: | ---: | ---: | ---: |")?;
-        for r in self.curves {
-            writeln!(
-                md,
-                "| {} | {} | {:.4} | {:.1}% | {:.4} | {:.1}% |",
-                r.stage,
-                r.epoch,
-                r.train_loss,
-                r.train_acc * 100.0,
-                r.val_loss,
-                r.val_acc * 100.0
-            )?;
-        }
+        write!(md, "{}", crate::train::curves::markdown_table(self.curves))?;
 
         writeln!(md, "\n## Settings\n")?;
         writeln!(md, "| setting | value |")?;
