@@ -67,12 +67,7 @@ impl ControlScore {
         let a = &self.accuracy;
         let base = self.baseline();
         let line = format!(
-            "{}/{} = {:.1}% [{:.1}%, {:.1}%] vs chance {:.1}% (majority class {:.1}%)",
-            a.successes,
-            a.n,
-            a.estimate * 100.0,
-            a.low * 100.0,
-            a.high * 100.0,
+            "{a} vs chance {:.1}% (majority class {:.1}%)",
             self.chance * 100.0,
             self.majority * 100.0
         );

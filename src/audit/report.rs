@@ -98,14 +98,7 @@ pub fn judge(r: &AuditReport) -> Vec<Check> {
         )
     };
     let a = &r.accuracy.interval;
-    let acc_line = format!(
-        "{}/{} = {} correct, 95% interval [{}, {}]",
-        a.successes,
-        a.n,
-        pct(a.estimate),
-        pct(a.low),
-        pct(a.high)
-    );
+    let acc_line = format!("{a} correct (95% interval)");
     let accuracy = if a.n < r.accuracy.n_needed {
         check(
             "test_accuracy",
@@ -167,14 +160,8 @@ fn control_section(s: &mut String, title: &str, how: &str, c: Option<&ControlSco
         let a = &c.accuracy;
         let _ = writeln!(
             s,
-            "Accuracy {}/{} = {}, 95% interval [{}, {}]. Chance is 1/{} = {}; the largest test \
-             class is {} of the set; FAIL when the interval's lower end is above the larger of \
-             the two.",
-            a.successes,
-            a.n,
-            pct(a.estimate),
-            pct(a.low),
-            pct(a.high),
+            "Accuracy {a} (95% interval). Chance is 1/{} = {}; the largest test class is {} of \
+             the set; FAIL when the interval's lower end is above the larger of the two.",
             (1.0 / c.chance).round(),
             pct(c.chance),
             pct(c.majority)
@@ -246,13 +233,8 @@ pub fn to_markdown(r: &AuditReport) -> String {
     let a = &r.accuracy.interval;
     let _ = writeln!(
         s,
-        "\n## Test accuracy\n\n{}/{} = {}, exact (Clopper–Pearson) 95% interval [{}, {}]. A \
-         perfect score excludes {} only from n = {} on.",
-        a.successes,
-        a.n,
-        pct(a.estimate),
-        pct(a.low),
-        pct(a.high),
+        "\n## Test accuracy\n\n{a} (exact Clopper–Pearson 95% interval). A perfect score \
+         excludes {} only from n = {} on.",
         pct(TELL_APART_FROM),
         r.accuracy.n_needed
     );

@@ -23,6 +23,21 @@ pub struct Interval {
     pub high: f64,
 }
 
+/// `k/n = p% [low%, high%]`, the one way reports write a rate.
+impl std::fmt::Display for Interval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} = {:.1}% [{:.1}%, {:.1}%]",
+            self.successes,
+            self.n,
+            self.estimate * 100.0,
+            self.low * 100.0,
+            self.high * 100.0
+        )
+    }
+}
+
 /// Natural log of the gamma function for `x > 0`: the Stirling series, after shifting small
 /// arguments up with Γ(x) = Γ(x + 1) / x. From x = 10 on, the series' first omitted term is
 /// below 1e-15, so the result is good to about 1e-13 relative.

@@ -30,14 +30,7 @@ pub fn rate(i: &Interval) -> String {
     if i.n == 0 {
         return "n/a (0 trials)".to_owned();
     }
-    format!(
-        "{}/{} = {:.1}% [{:.1}%, {:.1}%]",
-        i.successes,
-        i.n,
-        i.estimate * 100.0,
-        i.low * 100.0,
-        i.high * 100.0
-    )
+    i.to_string()
 }
 
 /// Detection figures: recall and the precision lower bound on labelled coins.
