@@ -16,6 +16,39 @@ use futures::StreamExt;
 
 const NODE: &str = env!("CARGO_BIN_EXE_coin_sorter_node");
 
+/// Stamps at and above this mark the probe frames that prove the path before counting.
+const PROBE_STAMP: i64 = 1_600_000_000_000_000_000;
+
+/// Sends `frame` on the topic its kind belongs to.
+fn publish(
+    raw: &ros2_client::Publisher<Image>,
+    comp: &ros2_client::Publisher<CompressedImage>,
+    frame: &Frame,
+) {
+    match frame {
+        Frame::Raw(m) => raw.publish(m.clone()).unwrap(),
+        Frame::Compressed(m) => comp.publish(m.clone()).unwrap(),
+    }
+}
+
+/// A good frame for the same topic as `bad`: scene 2 as rgb8, or its JPEG file as is.
+fn probe_like(bad: &Frame, stamp_ns: i64) -> Frame {
+    match bad {
+        Frame::Raw(_) => Frame::Raw(common::photo_frame(2, stamp_ns)),
+        Frame::Compressed(_) => {
+            let (path, _) = &common::photo_scenes()[2];
+            let mut m = CompressedImage {
+                format: "jpeg".into(),
+                data: std::fs::read(path).unwrap(),
+                ..Default::default()
+            };
+            m.header.stamp = coin_sorter::msgs::std_msgs::Time::from_nanos(stamp_ns);
+            m.header.frame_id = "camera".into();
+            Frame::Compressed(m)
+        }
+    }
+}
+
 /// Publishes `bad` three times and then one good frame to a running node, and checks the
 /// counter `rejected_<kind>` goes to exactly 3, the log has exactly one line for it, and the
 /// good frame is answered.
@@ -60,12 +93,28 @@ fn bad_frames_are_counted_logged_once_and_skipped(slot: u16, kind: &str, bad: Fr
         me.wait_for_subscribers("/camera/image_raw/compressed", 1, Duration::from_secs(10))
             .await
             .unwrap();
+        // Our writer seeing the node's reader does not mean the node's reader has seen our
+        // writer yet; a frame sent in that gap is dropped. A good frame on the bad frame's own
+        // topic, repeated until answered, proves the path before anything is counted.
+        let mut answered = false;
+        for attempt in 0..15i64 {
+            publish(&raw, &comp, &probe_like(&bad, PROBE_STAMP + attempt));
+            let until = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < until {
+                if let Ok(Some(Ok((d, _)))) =
+                    tokio::time::timeout(Duration::from_millis(200), dets.next()).await
+                {
+                    answered |= d.header.stamp.as_nanos() >= PROBE_STAMP;
+                }
+            }
+            if answered {
+                break;
+            }
+        }
+        assert!(answered, "the node never answered a good probe frame; log:\n{}", node.log());
         let counter = format!("rejected_{kind}");
         for sent in 1..=3u64 {
-            match &bad {
-                Frame::Raw(m) => raw.publish(m.clone()).unwrap(),
-                Frame::Compressed(m) => comp.publish(m.clone()).unwrap(),
-            }
+            publish(&raw, &comp, &bad);
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
                 assert!(
@@ -97,6 +146,7 @@ fn bad_frames_are_counted_logged_once_and_skipped(slot: u16, kind: &str, bad: Fr
             );
             if let Ok(Some(Ok((d, _)))) =
                 tokio::time::timeout(Duration::from_secs(1), dets.next()).await
+                && d.header.stamp.as_nanos() == 1_700_000_000_123_456_789
             {
                 break d;
             }
