@@ -48,6 +48,8 @@ struct Seen {
     frames: BTreeMap<i64, CoinDetectionArray>,
     actuator: Option<ActuatorState>,
     diagnostics: BTreeMap<String, String>,
+    /// The shift monitor's last status: level name and message.
+    shift: Option<(String, String)>,
 }
 
 impl Seen {
@@ -147,6 +149,9 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         args.params_file.display().to_string(),
     ];
     node_args.extend(["-p".to_string(), format!("model_path:={}", model.display())]);
+    // Every frame of the shared bags is a different photo: no coin is seen twice, so the node
+    // sends one command per detection (config/photo_bags.yaml says the same for other tools).
+    node_args.extend(["-p".to_string(), "tracking:=false".to_string()]);
     let mut actuator = NodeProcess::spawn("actuator", &sibling_exe("coin_sorter_actuator")?, &[])?;
     let mut sorter = NodeProcess::spawn("sorter", &sibling_exe("coin_sorter_node")?, &node_args)?;
 
@@ -204,10 +209,19 @@ async fn listen_and_play(
                     }
                 }
                 Some(Ok((g, _))) = diags.next() => {
-                    let sorter = g.status.into_iter().find(|s| s.hardware_id == "/coin_sorter");
-                    if let (Ok(mut s), Some(st)) = (seen.lock(), sorter) {
-                        let values = st.values.into_iter().map(|kv| (kv.key, kv.value));
-                        s.diagnostics = values.collect();
+                    let Ok(mut s) = seen.lock() else { continue };
+                    for st in g.status.into_iter().filter(|s| s.hardware_id == "/coin_sorter") {
+                        if st.name.ends_with("domain shift") {
+                            let level = match st.level {
+                                0 => "OK",
+                                1 => "WARN",
+                                _ => "ERROR",
+                            };
+                            s.shift = Some((level.to_string(), st.message));
+                        } else {
+                            let values = st.values.into_iter().map(|kv| (kv.key, kv.value));
+                            s.diagnostics = values.collect();
+                        }
                     }
                 }
                 else => break,
@@ -264,7 +278,14 @@ fn print_frame(d: &CoinDetectionArray, truth: Option<&score::TruthFrame>) {
     let coins: Vec<String> = d
         .detections
         .iter()
-        .map(|c| format!("{} {:.2} -> {}", c.label, c.confidence, c.bin))
+        .map(|c| {
+            let unfamiliar = if c.out_of_distribution {
+                format!(" (unlike training, shift {:.1})", c.shift_score)
+            } else {
+                String::new()
+            };
+            format!("{} {:.2} -> {}{unfamiliar}", c.label, c.confidence, c.bin)
+        })
         .collect();
     println!(
         "frame {}.{:09} ({source}): {} coins [{}]",
@@ -301,6 +322,13 @@ fn print_summary(report: &player::PlayReport, seen: &Seen, truth: &[score::Truth
             tally.matched
         ),
         None => println!("accuracy on matched coins:         n/a (no coin matched)"),
+    }
+    let unfamiliar: usize =
+        seen.frames.values().flat_map(|f| &f.detections).filter(|c| c.out_of_distribution).count();
+    println!("coins unlike the training data:    {unfamiliar} (sent to the reject bin)");
+    match &seen.shift {
+        Some((level, message)) => println!("shift monitor at the end:          {level}: {message}"),
+        None => println!("shift monitor at the end:          no status received"),
     }
     match &seen.actuator {
         Some(a) => {

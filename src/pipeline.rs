@@ -1,6 +1,6 @@
 //! The node's work on one frame, free of any transport: decode → locate → crop → classify →
-//! decide. The ROS node, `eval` and the benchmarks all call [`Pipeline::process`], so offline
-//! figures describe exactly what the robot runs.
+//! monitor → track → decide. The ROS node, `eval` and the benchmarks all call
+//! [`Pipeline::process`], so offline figures describe exactly what the robot runs.
 
 use std::time::{Duration, Instant};
 
@@ -10,10 +10,13 @@ use crate::classify::model::Classifier;
 use crate::decide::BinTable;
 use crate::decode::{self, DecodeError, RgbImage};
 use crate::locate::{self, LocateParams};
+use crate::monitor::check::{ShiftCheck, ShiftSettings};
+use crate::monitor::stream::{ShiftLevel, StreamState};
 use crate::msgs::RosMessage;
 use crate::msgs::coin_sorter::{CoinDetection, CoinDetectionArray, SortCommand};
 use crate::msgs::sensor_msgs::{CompressedImage, Image};
-use crate::msgs::std_msgs::Header;
+use crate::msgs::std_msgs::{Header, Time};
+use crate::track::{Observation, TrackParams, Tracker, Verdict};
 
 /// A frame as it arrives: raw or compressed.
 #[derive(Debug, Clone)]
@@ -67,12 +70,18 @@ pub struct StageTimes {
     pub total: Duration,
 }
 
-/// What one frame produced: the detections message and one sort command per coin.
+/// What one frame produced: the detections message, the sort commands decided in this frame
+/// (one per coin with tracking off; one per physical coin, when its vote is confident or it
+/// leaves the view, with tracking on), and the shift monitor's stream state.
 #[derive(Debug, Clone)]
 pub struct FrameOutput {
     pub detections: CoinDetectionArray,
     pub commands: Vec<SortCommand>,
     pub times: StageTimes,
+    /// The stream state after this frame; `None` with the monitor off.
+    pub shift: Option<StreamState>,
+    /// The new level when this frame changed it.
+    pub shift_change: Option<ShiftLevel>,
 }
 
 /// Why a frame produced nothing. Decode errors are the sender's fault; the others are ours.
@@ -103,18 +112,54 @@ pub struct Pipeline {
     classifier: Classifier,
     locate: LocateParams,
     bins: BinTable,
+    shift: Option<ShiftCheck>,
+    tracker: Option<Tracker>,
     next_coin_id: u32,
 }
 
+/// Whether the shift monitor runs, and why not when it does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShiftStatus {
+    On,
+    /// Turned off by the `shift_score` setting.
+    Off,
+    /// The model's metadata has no monitor statistics (exported before the monitor existed).
+    NoStatistics,
+}
+
 impl Pipeline {
-    /// Builds a pipeline; fails when the bin table lacks a bin for some model label.
+    /// Builds a pipeline with the shift monitor and tracking off; fails when the bin table
+    /// lacks a bin for some model label.
     pub fn new(
         classifier: Classifier,
         locate: LocateParams,
         bins: BinTable,
     ) -> anyhow::Result<Self> {
         bins.check_labels(&classifier.metadata().labels)?;
-        Ok(Self { classifier, locate, bins, next_coin_id: 1 })
+        Ok(Self { classifier, locate, bins, shift: None, tracker: None, next_coin_id: 1 })
+    }
+
+    /// Turns the shift monitor on with `settings` when the model carries statistics and the
+    /// settings name a score; says which happened. Fails on settings the model cannot serve.
+    pub fn with_shift(&mut self, settings: &ShiftSettings) -> anyhow::Result<ShiftStatus> {
+        self.shift = None;
+        let Some(kind) = settings.kind else { return Ok(ShiftStatus::Off) };
+        let Some(stats) = &self.classifier.metadata().monitor else {
+            return Ok(ShiftStatus::NoStatistics);
+        };
+        self.shift = Some(ShiftCheck::new(stats, kind, settings)?);
+        Ok(ShiftStatus::On)
+    }
+
+    /// Turns tracking on (one command per physical coin) or off (one per detection).
+    pub fn with_tracking(&mut self, params: Option<TrackParams>) -> anyhow::Result<()> {
+        self.tracker = params.map(Tracker::new).transpose()?;
+        Ok(())
+    }
+
+    /// The shift check in use, if the monitor is on.
+    pub fn shift(&self) -> Option<&ShiftCheck> {
+        self.shift.as_ref()
     }
 
     /// The loaded classifier.
@@ -134,6 +179,38 @@ impl Pipeline {
         self.locate = locate;
     }
 
+    /// Ends the stream: with tracking on, the commands for coins still in view that were seen
+    /// often enough but not yet decided. `header` supplies the frame id.
+    pub fn finish(&mut self, header: &Header) -> Vec<SortCommand> {
+        let verdicts = self.tracker.as_mut().map(Tracker::finish).unwrap_or_default();
+        verdicts.iter().map(|v| self.command_for(header, v)).collect()
+    }
+
+    /// The sort command for a tracked coin's verdict, stamped with the frame it was last seen
+    /// in. A coin that looked unlike the training data in most frames goes to the reject bin.
+    fn command_for(&self, header: &Header, v: &Verdict) -> SortCommand {
+        let label = self.classifier.metadata().labels.get(v.class).cloned().unwrap_or_default();
+        let bin = if v.out_of_distribution() {
+            self.bins.reject_bin().to_string()
+        } else {
+            self.bins.decide(&label, v.confidence).bin
+        };
+        SortCommand {
+            header: Header {
+                stamp: Time::from_nanos(v.stamp_ns),
+                frame_id: header.frame_id.clone(),
+            },
+            coin_id: v.id,
+            label,
+            bin,
+            confidence: v.confidence,
+            frames_seen: v.frames,
+            x: v.x,
+            y: v.y,
+            radius: v.r,
+        }
+    }
+
     /// Runs every stage on one frame. Coin ids increase across frames and are never reused.
     pub fn process(&mut self, frame: &Frame) -> Result<FrameOutput, FrameError> {
         let t0 = Instant::now();
@@ -148,23 +225,55 @@ impl Pipeline {
         let preds = self.classifier.classify_rgb(&crops).map_err(FrameError::Classify)?;
         let t4 = Instant::now();
         let header = frame.header().clone();
+        let labels = &meta.labels;
+        let mut shift_change = None;
+        let mut observations = Vec::with_capacity(circles.len());
         let mut detections = Vec::with_capacity(circles.len());
         for (c, p) in circles.iter().zip(&preds) {
-            let label = meta.labels[p.class].clone();
+            let label = labels[p.class].clone();
+            let scaled = self.shift.as_ref().and_then(|s| s.scaled(&p.logits, &p.features));
+            if let (Some(check), Some(scaled)) = (self.shift.as_mut(), scaled) {
+                shift_change = check.push(scaled).or(shift_change);
+            }
+            let unfamiliar = scaled.is_some_and(|s| s > 1.0);
             let decision = self.bins.decide(&label, p.confidence);
             detections.push(CoinDetection {
-                coin_id: self.next_coin_id,
+                coin_id: 0,
                 label,
                 confidence: p.confidence,
-                bin: decision.bin,
-                rejected: decision.rejected,
+                bin: if unfamiliar { self.bins.reject_bin().to_string() } else { decision.bin },
+                rejected: unfamiliar || decision.rejected,
+                shift_score: scaled.unwrap_or(0.0),
+                out_of_distribution: unfamiliar,
                 x: c.x,
                 y: c.y,
                 radius: c.r,
             });
-            self.next_coin_id = self.next_coin_id.wrapping_add(1).max(1);
+            observations.push(Observation {
+                x: c.x,
+                y: c.y,
+                r: c.r,
+                probs: p.probs.clone(),
+                out_of_distribution: unfamiliar,
+            });
         }
-        let commands = detections.iter().map(|d| SortCommand::for_detection(&header, d)).collect();
+        let commands = match self.tracker.as_mut() {
+            Some(tracker) => {
+                let stamp = header.stamp.as_nanos();
+                let step = tracker.update(stamp, img.width, img.height, &observations);
+                for (d, id) in detections.iter_mut().zip(step.ids) {
+                    d.coin_id = id;
+                }
+                step.verdicts.iter().map(|v| self.command_for(&header, v)).collect()
+            }
+            None => {
+                for d in &mut detections {
+                    d.coin_id = self.next_coin_id;
+                    self.next_coin_id = self.next_coin_id.wrapping_add(1).max(1);
+                }
+                detections.iter().map(|d| SortCommand::for_detection(&header, d)).collect()
+            }
+        };
         let t5 = Instant::now();
         Ok(FrameOutput {
             detections: CoinDetectionArray { header, detections },
@@ -176,6 +285,8 @@ impl Pipeline {
                 classify: t4 - t3,
                 total: t5 - t0,
             },
+            shift: self.shift.as_ref().map(ShiftCheck::state),
+            shift_change,
         })
     }
 }

@@ -136,6 +136,56 @@ pub fn curves_png(rows: &[EpochStats], path: &Path) -> Result<()> {
     })
 }
 
+/// Width and height of [`roc_png`]'s image in pixels.
+pub const ROC_SIZE: (u32, u32) = (560, 520);
+/// Colours of successive ROC curves.
+const SERIES: [RGBColor; 4] =
+    [TRAIN_COLOUR, VAL_COLOUR, RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
+
+/// Plots ROC curves (false positive rate across, true positive rate up), one per
+/// `(legend, points)`, with the chance diagonal. Writes a [`ROC_SIZE`] PNG to `path`.
+pub fn roc_png(curves: &[(String, Vec<(f64, f64)>)], title: &str, path: &Path) -> Result<()> {
+    ensure!(!curves.is_empty(), "no ROC curves to plot into {}", path.display());
+    render(ROC_SIZE, path, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 20))
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(52)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("false positive rate (in-domain flagged)")
+            .y_desc("true positive rate (shifted flagged)")
+            .draw()
+            .map_err(plot_error)?;
+        chart
+            .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
+            .map_err(plot_error)?
+            .label("chance")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.3)));
+        for ((label, points), colour) in curves.iter().zip(SERIES.iter().cycle()) {
+            let colour = *colour;
+            chart
+                .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
+                .map_err(plot_error)?
+                .label(label.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(plot_error)?;
+        Ok(())
+    })
+}
+
 /// Width and height of [`confusion_png`]'s image for `n` labels.
 pub fn confusion_size(n: usize) -> (u32, u32) {
     let side = CELL * n as u32;

@@ -25,9 +25,13 @@ fn model() -> &'static Path {
     path
 }
 
+/// Tracking off: every frame of the shared bags is a different photo.
+const PHOTO_BAGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/photo_bags.yaml");
+
 fn eval_bag(bag: &Path, out: &Path) -> EvalReport {
     let mut args = EvalArgs::bag(bag.to_path_buf(), out.to_path_buf());
     args.model = Some(model().to_path_buf());
+    args.params_file = Some(PHOTO_BAGS.into());
     eval::run(&args).unwrap()
 }
 

@@ -58,6 +58,9 @@ fn cyclone_dds_peer_sends_an_image_and_reads_the_detections() {
     .unwrap();
     let classifier = Classifier::load(&model, DevicePref::Cpu).unwrap();
     let mut pipeline = Pipeline::new(classifier, DEFAULT_LOCATE, bins).unwrap();
+    // The node's defaults: monitor and tracking on.
+    pipeline.with_shift(&coin_sorter::monitor::check::DEFAULT_SHIFT).unwrap();
+    pipeline.with_tracking(Some(coin_sorter::track::DEFAULT_TRACK)).unwrap();
     let want = pipeline.process(&Frame::Raw(frame)).unwrap().detections.detections;
     let dets = got["detections"].as_array().unwrap();
     assert_eq!(dets.len(), 3, "scene 2 holds three coins");
@@ -67,8 +70,10 @@ fn cyclone_dds_peer_sends_an_image_and_reads_the_detections() {
         assert_eq!(d["label"].as_str(), Some(w.label.as_str()));
         assert_eq!(d["bin"].as_str(), Some(w.bin.as_str()));
         assert_eq!(d["rejected"].as_bool(), Some(w.rejected));
+        assert_eq!(d["out_of_distribution"].as_bool(), Some(w.out_of_distribution));
         let close = |k: &str, v: f32| (d[k].as_f64().unwrap() - v as f64).abs() < 1e-4;
         assert!(close("x", w.x) && close("y", w.y) && close("radius", w.radius), "{d} vs {w:?}");
         assert!(close("confidence", w.confidence), "{d} vs {w:?}");
+        assert!(close("shift_score", w.shift_score), "{d} vs {w:?}");
     }
 }

@@ -154,6 +154,26 @@ fn bad_frames_are_counted_logged_once_and_skipped(slot: u16, kind: &str, bad: Fr
         assert_eq!(answer.header.stamp.as_nanos(), 1_700_000_000_123_456_789);
         assert_eq!(answer.header.frame_id, "camera");
         assert_eq!(answer.detections.len(), 3, "scene 2 holds three coins");
+        // The monitor's status sits beside the pipeline's and has scored every coin found.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(Instant::now() < deadline, "no domain shift status; log:\n{}", node.log());
+            let next = tokio::time::timeout(Duration::from_secs(1), diags.next()).await;
+            let Ok(Some(Ok((d, _)))) = next else { continue };
+            let value = |i: usize, key: &str| {
+                d.status.get(i)?.values.iter().find(|kv| kv.key == key).map(|kv| kv.value.clone())
+            };
+            let detected = value(0, "coins_detected");
+            if detected.as_deref().is_none_or(|n| n == "0") {
+                continue;
+            }
+            assert_eq!(d.status.len(), 2);
+            assert!(d.status[1].name.ends_with("domain shift"), "{:?}", d.status[1]);
+            assert_eq!(value(1, "monitor").as_deref(), Some("on"));
+            if value(1, "coins_scored") == detected {
+                break;
+            }
+        }
     });
     assert!(node.stop(), "node did not exit cleanly; log:\n{}", node.log());
     let log = node.log();
@@ -214,13 +234,23 @@ fn model_with_fewer_labels_than_outputs_stops_start_up_naming_the_file() {
     let mut meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
     meta["labels"].as_array_mut().unwrap().pop();
-    std::fs::write(&meta_path, meta.to_string()).unwrap();
-    let out = std::process::Command::new(NODE)
-        .args(["--ros-args", "-p", &format!("model_path:={}", model.display())])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let start = |meta: &serde_json::Value| {
+        std::fs::write(&meta_path, meta.to_string()).unwrap();
+        let out = std::process::Command::new(NODE)
+            .args(["--ros-args", "-p", &format!("model_path:={}", model.display())])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // The monitor statistics still have a mean per original class: the metadata contradicts
+    // itself before the model is even run.
+    let err = start(&meta);
+    assert!(err.contains(&meta_path.display().to_string()), "{err}");
+    assert!(err.contains("8 class means for 7 labels"), "{err}");
+    // Without them, the model's output is what disagrees.
+    meta.as_object_mut().unwrap().remove("monitor");
+    let err = start(&meta);
     assert!(err.contains(&model.display().to_string()), "{err}");
     assert!(err.contains("7 labels"), "{err}");
 }

@@ -44,7 +44,14 @@ fn actuator_gets_one_command_per_reported_coin_with_its_frame_stamp() {
         NODE,
         "sorter",
         domain,
-        &strings(&["--ros-args", "-p", &format!("model_path:={}", model.display())]),
+        &strings(&[
+            "--ros-args",
+            "-p",
+            &format!("model_path:={}", model.display()),
+            // Every frame of the bag is a different photo: one command per detection.
+            "-p",
+            "tracking:=false",
+        ]),
         dir.path(),
     );
     let rt =

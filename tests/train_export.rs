@@ -67,8 +67,23 @@ fn exported_torchscript_matches_the_varstore_model_for_any_batch() {
     let out = data.path().join("models/tiny.pt");
     export::save_torchscript(&mut fitted.vs, &fitted.net, SIDE, &out).unwrap();
     let labels: Vec<String> = CLASSES.iter().map(|s| s.to_string()).collect();
-    export::write_metadata(&out, &set.labels, SIDE, Default::default(), Default::default())
-        .unwrap();
+    let monitor =
+        export::monitor_stats(&fitted.net, &set, &split.train, &split.val, Device::Cpu).unwrap();
+    assert_eq!(monitor.feature_dim, 8 * 32, "ResNet-50 features are 32 times the base width");
+    assert_eq!(monitor.train_count, split.train.len());
+    assert_eq!(monitor.validation.count, split.val.len());
+    assert_eq!(monitor.class_means.len(), CLASSES.len());
+    let written = export::write_metadata(
+        &out,
+        &fitted.net,
+        &set.labels,
+        SIDE,
+        Default::default(),
+        Default::default(),
+        Some(monitor),
+    )
+    .unwrap();
+    assert_eq!(written.feature_columns, 8 * 32);
 
     let module = tch::CModule::load(&out).unwrap();
     let meta = ModelMetadata::load(&ModelMetadata::path_for_model(&out)).unwrap();
@@ -84,10 +99,14 @@ fn exported_torchscript_matches_the_varstore_model_for_any_batch() {
         let plain = None::<(Level, &mut rand_chacha::ChaCha8Rng)>;
         let (xs, _) = set.batch(&idx, mean, std, plain, Device::Cpu).unwrap();
         let want = tch::no_grad(|| fitted.net.forward_t(&xs, false));
-        let got = module.forward_ts(&[&xs]).unwrap();
-        assert_eq!(got.size(), [n, 3]);
-        let diff = f64::try_from((&got - &want).abs().max()).unwrap();
+        let want_features = tch::no_grad(|| fitted.net.features_t(&xs, false));
+        let out = module.forward_ts(&[&xs]).unwrap();
+        assert_eq!(out.size(), [n, 3 + 8 * 32], "logits, then features");
+        let (got, features) = (out.narrow(1, 0, 3), out.narrow(1, 3, 8 * 32));
+        let diff = f64::try_from((got - &want).abs().max()).unwrap();
         assert!(diff < 1e-4, "batch {n}: TorchScript differs from VarStore model by {diff}");
+        let diff = f64::try_from((&features - &want_features).abs().max()).unwrap();
+        assert!(diff < 1e-4, "batch {n}: features differ from the VarStore model by {diff}");
         let spread = f64::try_from(want.abs().max()).unwrap();
         assert!(spread > 1e-3, "batch {n}: logits are all near zero ({spread})");
     }

@@ -201,8 +201,8 @@ pub fn to_markdown(r: &AuditReport) -> String {
     }
     let _ = writeln!(
         s,
-        "\n## Near-duplicates\n\n{HASH_BITS}-bit DCT pHash of the 128×128 grey picture; a pair counts \
-         when at most {} bits differ (copies re-encoded or brightened stay far inside that, \
+        "\n## Near-duplicates\n\n{HASH_BITS}-bit DCT pHash of the 128×128 grey picture; a pair \
+         counts when at most {} bits differ (copies re-encoded or brightened stay far inside that, \
          coins of different classes far outside). Closest train/test pair: {} bits.\n",
         l.threshold, l.closest_distance
     );

@@ -9,6 +9,7 @@ use coin_sorter::bag::{BagInfoArgs, run_info};
 use coin_sorter::dataset::{self, DatasetCommand};
 use coin_sorter::demo::{self, DemoArgs};
 use coin_sorter::eval::{self, EvalArgs};
+use coin_sorter::monitor::{self, MonitorCommand};
 use coin_sorter::nodes::init_logging;
 use coin_sorter::train::{self, TrainArgs};
 
@@ -35,6 +36,11 @@ enum Command {
     Eval(EvalArgs),
     /// Train the ResNet-50 coin classifier on a class-per-folder image set and export it.
     Train(TrainArgs),
+    /// The domain-shift monitor: fit its statistics into a model, or measure it.
+    Monitor {
+        #[command(subcommand)]
+        command: MonitorCommand,
+    },
     /// Inspect rosbag2 recordings.
     Bag {
         #[command(subcommand)]
@@ -93,6 +99,7 @@ fn main() -> ExitCode {
                 r.curves_csv.display()
             );
         }),
+        Command::Monitor { command } => monitor::run(&command),
         Command::Bag { command: BagCommand::Info(args) } => run_info(&args),
         Command::Demo { demo, train_epochs, train_input_size } => {
             ensure_model(&demo, train_epochs, train_input_size).and_then(|()| demo::run(&demo))

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::monitor::stats::MonitorStats;
+
 /// Default side of the square model input in pixels.
 pub const DEFAULT_INPUT_SIZE: u32 = 112;
 /// ImageNet channel means (RGB, 0..1 scale); used unless training says otherwise.
@@ -88,6 +90,15 @@ pub struct ModelMetadata {
     /// Training stage and origin.
     #[serde(default)]
     pub training: TrainingRecord,
+    /// Columns after the logits in the model's output: its penultimate features, which the
+    /// shift monitor reads (0: the model outputs logits only, as models exported before the
+    /// monitor did). TorchScript methods return one tensor, so both travel in one.
+    #[serde(default)]
+    pub feature_columns: usize,
+    /// What the shift monitor needs about the training data; absent in models exported
+    /// before the monitor existed, which then run without it.
+    #[serde(default)]
+    pub monitor: Option<MonitorStats>,
 }
 
 fn default_crop_scale() -> f32 {
@@ -134,6 +145,16 @@ impl ModelMetadata {
         }
         if !(self.crop_scale.is_finite() && self.crop_scale > 0.0) {
             bail!("crop_scale {} must be positive", self.crop_scale);
+        }
+        if let Some(m) = &self.monitor {
+            m.validate(self.labels.len())?;
+            if m.feature_dim != self.feature_columns {
+                bail!(
+                    "monitor statistics are for {} features but the model gives {}",
+                    m.feature_dim,
+                    self.feature_columns
+                );
+            }
         }
         Ok(())
     }

@@ -18,6 +18,19 @@ pub struct Prediction {
     pub confidence: f32,
     /// Softmax probabilities of every class, in label order.
     pub probs: Vec<f32>,
+    /// Raw class scores (before softmax), in label order.
+    pub logits: Vec<f32>,
+    /// Penultimate features, for the shift monitor; empty when the model gives none (models
+    /// exported before the monitor existed output logits only).
+    pub features: Vec<f32>,
+}
+
+/// What the TorchScript module returned for a batch.
+struct Outputs {
+    /// `[N, classes]`.
+    logits: Tensor,
+    /// `[N, feature_columns]`, when the model has feature columns.
+    features: Option<Tensor>,
 }
 
 /// A loaded TorchScript model and its metadata. Invariant: the model's output has one column
@@ -57,19 +70,8 @@ impl Classifier {
         module.set_eval();
         let this = Self { module, meta, device, path: model.to_path_buf() };
         let s = this.meta.input_size as i64;
-        let out = this
-            .forward(&Tensor::zeros([1, 3, s, s], (Kind::Float, device)))
+        this.forward(&Tensor::zeros([TRACE_CHECK_BATCH, 3, s, s], (Kind::Float, device)))
             .with_context(|| format!("model {} fails on a {s}x{s} input", model.display()))?;
-        let classes = out.size().last().copied().unwrap_or(0);
-        if out.dim() != 2 || classes != this.meta.labels.len() as i64 {
-            bail!(
-                "model {} outputs shape {:?} but its metadata {} lists {} labels",
-                model.display(),
-                out.size(),
-                meta_path.display(),
-                this.meta.labels.len()
-            );
-        }
         Ok(this)
     }
 
@@ -88,9 +90,24 @@ impl Classifier {
         &self.path
     }
 
-    fn forward(&self, input: &Tensor) -> Result<Tensor> {
+    /// Runs the module and splits its output into logits and, when the metadata says the
+    /// model has them, features.
+    fn forward(&self, input: &Tensor) -> Result<Outputs> {
         let _guard = tch::no_grad_guard();
-        Ok(self.module.forward_ts(&[input])?)
+        let out = self.module.forward_ts(&[input])?;
+        let k = self.meta.labels.len() as i64;
+        let f = self.meta.feature_columns as i64;
+        let width = out.size().last().copied().unwrap_or(0);
+        if out.dim() != 2 || width != k + f {
+            bail!(
+                "model {} outputs shape {:?} but its metadata lists {k} labels and {f} feature \
+                 columns",
+                self.path.display(),
+                out.size()
+            );
+        }
+        let features = (f > 0).then(|| out.narrow(1, k, f));
+        Ok(Outputs { logits: out.narrow(1, 0, k), features })
     }
 
     /// Classifies crops given as packed RGB bytes of `input_size`² pixels each, in one batch.
@@ -114,16 +131,50 @@ impl Classifier {
         let input = Tensor::from_slice(&planes)
             .view([n as i64, 3, s as i64, s as i64])
             .to_device(self.device);
-        let probs = self.forward(&input)?.softmax(-1, Kind::Float).to_device(Device::Cpu);
-        let flat: Vec<f32> = Vec::try_from(probs.flatten(0, -1))?;
-        let k = self.meta.labels.len();
-        Ok(flat
-            .chunks_exact(k)
-            .map(|p| {
-                let (class, &confidence) =
-                    p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap_or((0, &0.0));
-                Prediction { class, confidence, probs: p.to_vec() }
+        let out = self.forward(&input)?;
+        let logits = rows(&out.logits)?;
+        let features = match &out.features {
+            Some(f) => rows(f)?,
+            None => vec![Vec::new(); logits.len()],
+        };
+        if logits.len() != n || features.len() != n {
+            bail!("model {} gave {} rows for {n} crops", self.path.display(), logits.len());
+        }
+        Ok(logits
+            .into_iter()
+            .zip(features)
+            .map(|(logits, features)| {
+                let probs = softmax(&logits);
+                let (class, confidence) = probs
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or((0, 0.0), |(i, p)| (i, *p));
+                Prediction { class, confidence, probs, logits, features }
             })
             .collect())
     }
+}
+
+/// Batch of one more than a single crop, so a module that only works on a batch of one fails
+/// at load time rather than on the first frame with two coins.
+const TRACE_CHECK_BATCH: i64 = 2;
+
+/// The rows of a 2-D float tensor, on the CPU.
+fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let (n, d) = t.size2().context("model output is not a [N, D] tensor")?;
+    let flat: Vec<f32> =
+        Vec::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]))?;
+    if d <= 0 {
+        return Ok(vec![Vec::new(); n.max(0) as usize]);
+    }
+    Ok(flat.chunks_exact(d as usize).map(<[f32]>::to_vec).collect())
+}
+
+/// Softmax of one logit row, computed without overflow.
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
 }

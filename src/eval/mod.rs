@@ -181,6 +181,8 @@ struct Run {
     unlabelled: usize,
     low_confidence: usize,
     bag: Option<McapBagWriter>,
+    /// Header of the last frame, for the commands of coins still tracked at the end.
+    last_header: Header,
 }
 
 impl Run {
@@ -188,6 +190,7 @@ impl Run {
     /// records the input and the node's output in the output bag.
     fn frame(&mut self, frame: &Frame, topic: &str, truth: Option<&[TruthCoin]>) -> Result<()> {
         self.frames += 1;
+        self.last_header = frame.header().clone();
         let stamp = frame.header().stamp.as_nanos();
         if let Some(bag) = &mut self.bag {
             match frame {
@@ -398,8 +401,10 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
     } else {
         let bag_path = args.out.join("eval.mcap");
         let bag = if args.no_bag { None } else { Some(McapBagWriter::create(&bag_path)?) };
-        let pipeline = Pipeline::new(classifier, cfg.locate.clone(), cfg.bins.clone())
+        let mut pipeline = Pipeline::new(classifier, cfg.locate.clone(), cfg.bins.clone())
             .context("bin_table does not fit the model")?;
+        pipeline.with_shift(&cfg.shift)?;
+        pipeline.with_tracking(cfg.tracking)?;
         let mut run = Run {
             pipeline,
             scorer,
@@ -409,12 +414,20 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
             unlabelled: 0,
             low_confidence: 0,
             bag,
+            last_header: Header::default(),
         };
         if kind == "bag" {
             let (t, name, err) = eval_bag(&mut run, &input, args)?;
             (truth, topic, input_error) = (t, Some(name), err);
         } else {
             eval_labelme(&mut run, &input)?;
+        }
+        let last = run.last_header.clone();
+        let flushed = run.pipeline.finish(&last);
+        if let Some(bag) = &mut run.bag {
+            for c in &flushed {
+                bag.write(COMMANDS_TOPIC, c.header.stamp.as_nanos(), c)?;
+            }
         }
         if let Some(bag) = run.bag.take() {
             out_bag = Some(bag.finish()?);

@@ -12,6 +12,8 @@ pub struct CoinDetection {
     pub confidence: f32,
     pub bin: String,
     pub rejected: bool,
+    pub shift_score: f32,
+    pub out_of_distribution: bool,
     pub x: f32,
     pub y: f32,
     pub radius: f32,
@@ -32,13 +34,14 @@ pub struct SortCommand {
     pub label: String,
     pub bin: String,
     pub confidence: f32,
+    pub frames_seen: u32,
     pub x: f32,
     pub y: f32,
     pub radius: f32,
 }
 
 impl SortCommand {
-    /// The command for a detection, stamped with its source frame's header.
+    /// The command for a coin seen in one frame only, stamped with that frame's header.
     pub fn for_detection(header: &Header, d: &CoinDetection) -> Self {
         Self {
             header: header.clone(),
@@ -46,6 +49,7 @@ impl SortCommand {
             label: d.label.clone(),
             bin: d.bin.clone(),
             confidence: d.confidence,
+            frames_seen: 1,
             x: d.x,
             y: d.y,
             radius: d.radius,

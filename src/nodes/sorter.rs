@@ -1,8 +1,8 @@
 //! `coin_sorter_node`: images in, coin detections and sort commands out.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -14,17 +14,24 @@ use crate::classify::device::DevicePref;
 use crate::classify::model::Classifier;
 use crate::decide::BinTable;
 use crate::locate::{DEFAULT_LOCATE, LocateParams};
+use crate::monitor::check::{DEFAULT_SHIFT, ShiftSettings};
+use crate::monitor::stream::{ShiftLevel, StreamParams, StreamState};
 use crate::msgs::coin_sorter::{CoinDetectionArray, SortCommand};
 use crate::msgs::diagnostic_msgs::{DiagnosticArray, DiagnosticStatus, KeyValue};
 use crate::msgs::sensor_msgs::{CompressedImage, Image};
 use crate::msgs::std_msgs::{Header, Time};
 use crate::params::{Default as D, ParamSet, ParamSpec, RosArgs};
-use crate::pipeline::{Frame, Pipeline};
+use crate::pipeline::{Frame, Pipeline, ShiftStatus};
+use crate::track::{DEFAULT_TRACK, TrackParams};
 use crate::transport::throttle::Throttle;
 use crate::transport::{Counters, RosNode, qos};
 
 /// Default node name.
 pub const NODE_NAME: &str = "coin_sorter";
+
+/// Tracking is on by default: an overhead camera sees each coin in many frames, and the
+/// actuator must move it once.
+pub const DEFAULT_TRACKING: bool = true;
 
 /// Every parameter of the node, with its default: the one place defaults are written.
 pub const PARAMS: &[ParamSpec] = &[
@@ -122,6 +129,93 @@ pub const PARAMS: &[ParamSpec] = &[
         dynamic: true,
     },
     ParamSpec {
+        name: "shift_score",
+        default: D::Str(match DEFAULT_SHIFT.kind {
+            Some(k) => k.name(),
+            None => "off",
+        }),
+        help: "shift monitor score: mahalanobis, energy, max_softmax, or off",
+        dynamic: false,
+    },
+    ParamSpec {
+        name: "shift_threshold_quantile",
+        default: D::Double(DEFAULT_SHIFT.quantile),
+        help: "coins scoring above this quantile of validation crops go to the reject bin",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "shift_window",
+        default: D::Integer(DEFAULT_SHIFT.stream.window as i64),
+        help: "coins the stream state looks back over",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "shift_min_coins",
+        default: D::Integer(DEFAULT_SHIFT.stream.min_coins as i64),
+        help: "coins needed before the stream state can leave OK",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "shift_warn_fraction",
+        default: D::Double(DEFAULT_SHIFT.stream.warn_fraction),
+        help: "share of unfamiliar coins in the window that makes the stream state WARN",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "shift_error_fraction",
+        default: D::Double(DEFAULT_SHIFT.stream.error_fraction),
+        help: "share of unfamiliar coins in the window that makes the stream state ERROR",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "tracking",
+        default: D::Bool(DEFAULT_TRACKING),
+        help: "one sort command per physical coin tracked across frames (false: one per detection)",
+        dynamic: false,
+    },
+    ParamSpec {
+        name: "conveyor_direction_deg",
+        default: D::Double(DEFAULT_TRACK.direction_deg),
+        help: "direction the scene moves in, degrees (0: image right, 90: image down)",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "conveyor_speed",
+        default: D::Double(DEFAULT_TRACK.speed),
+        help: "speed the scene moves at, image pixels per second (0: static scene)",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "track_gate",
+        default: D::Double(DEFAULT_TRACK.gate),
+        help: "a detection continues a track within this many radii of its predicted centre",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "track_max_missed",
+        default: D::Integer(DEFAULT_TRACK.max_missed as i64),
+        help: "frames a tracked coin may go unseen before it counts as gone",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "track_commit_frames",
+        default: D::Integer(DEFAULT_TRACK.commit_frames as i64),
+        help: "frames a coin must be seen in before its vote may be confident",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "track_commit_confidence",
+        default: D::Double(DEFAULT_TRACK.commit_confidence),
+        help: "mean probability of the voted label that sends the command before the coin leaves",
+        dynamic: true,
+    },
+    ParamSpec {
+        name: "track_min_frames",
+        default: D::Integer(DEFAULT_TRACK.min_frames as i64),
+        help: "fewest frames a coin must be seen in to get a sort command",
+        dynamic: true,
+    },
+    ParamSpec {
         name: "image_qos_reliability",
         default: D::Str("best_effort"),
         help: "image subscription reliability: best_effort or reliable",
@@ -157,6 +251,9 @@ pub struct SorterConfig {
     pub num_threads: i64,
     pub locate: LocateParams,
     pub bins: BinTable,
+    pub shift: ShiftSettings,
+    /// `None` with tracking off.
+    pub tracking: Option<TrackParams>,
     pub image_qos: ros2_client::QosProfile,
     pub diagnostics_period: Duration,
     pub log_throttle_period: Duration,
@@ -205,6 +302,53 @@ pub fn locate_params(p: &ParamSet) -> Result<LocateParams> {
     Ok(l)
 }
 
+/// A non-negative integer parameter as a count, refusing values over `max`.
+fn count(p: &ParamSet, name: &str, max: i64) -> Result<u32> {
+    let v = p.integer(name);
+    anyhow::ensure!((0..=max).contains(&v), "{name} {v} must be between 0 and {max}");
+    Ok(v as u32)
+}
+
+/// Builds the shift monitor settings from parameters, refusing impossible values.
+pub fn shift_settings(p: &ParamSet) -> Result<ShiftSettings> {
+    let kind = match p.string("shift_score").as_str() {
+        "off" => None,
+        other => Some(other.parse()?),
+    };
+    let settings = ShiftSettings {
+        kind,
+        quantile: p.double("shift_threshold_quantile"),
+        stream: StreamParams {
+            window: count(p, "shift_window", 100_000)? as usize,
+            min_coins: count(p, "shift_min_coins", 100_000)? as usize,
+            warn_fraction: p.double("shift_warn_fraction"),
+            error_fraction: p.double("shift_error_fraction"),
+        },
+    };
+    anyhow::ensure!(
+        (0.5..=1.0).contains(&settings.quantile),
+        "shift_threshold_quantile {} is outside 0.5..1",
+        settings.quantile
+    );
+    settings.stream.check()?;
+    Ok(settings)
+}
+
+/// Builds the tracking settings from parameters, refusing impossible values.
+pub fn track_params(p: &ParamSet) -> Result<TrackParams> {
+    let t = TrackParams {
+        direction_deg: p.double("conveyor_direction_deg"),
+        speed: p.double("conveyor_speed"),
+        gate: p.double("track_gate"),
+        max_missed: count(p, "track_max_missed", 1000)?,
+        commit_frames: count(p, "track_commit_frames", 1_000_000)?,
+        commit_confidence: p.double("track_commit_confidence"),
+        min_frames: count(p, "track_min_frames", 1_000_000)?,
+    };
+    t.check()?;
+    Ok(t)
+}
+
 impl SorterConfig {
     /// Checks and types the resolved parameters; errors name the parameter and value.
     pub fn from_params(p: &ParamSet) -> Result<Self> {
@@ -223,6 +367,11 @@ impl SorterConfig {
                 &p.string("reject_bin"),
                 p.double("confidence_threshold"),
             )?,
+            shift: shift_settings(p)?,
+            tracking: match p.boolean("tracking") {
+                true => Some(track_params(p)?),
+                false => None,
+            },
             image_qos: qos::image(
                 &p.string("image_qos_reliability"),
                 p.integer("image_qos_depth"),
@@ -271,17 +420,57 @@ pub fn run(args: RosArgs, params: ParamSet) -> Result<()> {
         classifier.metadata().input_size,
         classifier.device()
     );
-    let pipeline = Pipeline::new(classifier, cfg.locate.clone(), cfg.bins.clone())
+    let mut pipeline = Pipeline::new(classifier, cfg.locate.clone(), cfg.bins.clone())
         .context("bin_table does not fit the model")?;
+    pipeline.with_tracking(cfg.tracking)?;
+    let shift = match pipeline.with_shift(&cfg.shift)? {
+        ShiftStatus::On => {
+            let check = pipeline.shift().context("the shift monitor is on but has no check")?;
+            let t = check.threshold();
+            tracing::info!(
+                "shift monitor on: {} score, coins above {:.4} (validation quantile {}) go to \
+                 the reject bin",
+                t.kind.name(),
+                t.threshold,
+                t.quantile
+            );
+            ShiftInfo::On { threshold: *t, stream: *check.stream_params() }
+        }
+        ShiftStatus::Off => {
+            tracing::info!("shift monitor off (shift_score is off)");
+            ShiftInfo::Off("turned off by shift_score".into())
+        }
+        ShiftStatus::NoStatistics => {
+            tracing::warn!(
+                "model metadata {} has no shift monitor statistics; the node cannot tell when \
+                 the camera stops looking like the training data. Re-export the model with \
+                 `coin_sorter monitor fit` to turn the monitor on",
+                crate::classify::metadata::ModelMetadata::path_for_model(&cfg.model_path).display()
+            );
+            ShiftInfo::Off("model has no monitor statistics".into())
+        }
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(serve(args, cfg, pipeline))
+    rt.block_on(serve(args, cfg, pipeline, shift))
 }
 
-async fn serve(args: RosArgs, cfg: SorterConfig, pipeline: Pipeline) -> Result<()> {
+/// What the diagnostics say about the monitor besides the live stream state.
+#[derive(Debug, Clone)]
+enum ShiftInfo {
+    On { threshold: crate::monitor::score::Threshold, stream: StreamParams },
+    Off(String),
+}
+
+async fn serve(
+    args: RosArgs,
+    cfg: SorterConfig,
+    pipeline: Pipeline,
+    shift: ShiftInfo,
+) -> Result<()> {
     let mut node = RosNode::new(NODE_NAME, &args)?;
     let det_pub = node.publisher::<CoinDetectionArray>("~/detections", qos::output())?;
     let cmd_pub = node.publisher::<SortCommand>("~/sort_commands", qos::output())?;
@@ -289,14 +478,17 @@ async fn serve(args: RosArgs, cfg: SorterConfig, pipeline: Pipeline) -> Result<(
     let counters = Counters::with_keys(COUNTERS);
     let latest = Arc::new(Latest::<Arrival>::new());
     let stop = Arc::new(AtomicBool::new(false));
+    let stream_state = Arc::new(Mutex::new(None::<StreamState>));
 
     let worker = {
         let (latest, stop, counters) = (latest.clone(), stop.clone(), counters.clone());
+        let state = stream_state.clone();
         let period = cfg.log_throttle_period;
         std::thread::Builder::new()
             .name("classify".into())
             .spawn(move || {
-                classify_loop(pipeline, &latest, &stop, &counters, period, det_pub, cmd_pub)
+                let out = Outputs { det_pub, cmd_pub, state };
+                classify_loop(pipeline, &latest, &stop, &counters, period, out)
             })
             .context("cannot start the classification thread")?
     };
@@ -346,7 +538,9 @@ async fn serve(args: RosArgs, cfg: SorterConfig, pipeline: Pipeline) -> Result<(
         let hardware_id = node.fully_qualified_name();
         loop {
             tick.tick().await;
-            let msg = diagnostics_message(&hardware_id, &counters, &cfg);
+            let state = *stream_state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut msg = diagnostics_message(&hardware_id, &counters, &cfg);
+            msg.status.push(shift_status(&hardware_id, &shift, state.as_ref()));
             if let Err(e) = diag_pub.publish(msg) {
                 tracing::debug!("could not publish diagnostics: {e:?}");
             }
@@ -373,15 +567,23 @@ async fn serve(args: RosArgs, cfg: SorterConfig, pipeline: Pipeline) -> Result<(
     Ok(())
 }
 
+/// Where the classification thread sends its results.
+struct Outputs {
+    det_pub: Publisher<CoinDetectionArray>,
+    cmd_pub: Publisher<SortCommand>,
+    /// The shift monitor's stream state after the last frame, for `/diagnostics`.
+    state: Arc<Mutex<Option<StreamState>>>,
+}
+
 fn classify_loop(
     mut pipeline: Pipeline,
     latest: &Latest<Arrival>,
     stop: &AtomicBool,
     counters: &Counters,
     throttle_period: Duration,
-    det_pub: Publisher<CoinDetectionArray>,
-    cmd_pub: Publisher<SortCommand>,
+    out_to: Outputs,
 ) {
+    let Outputs { det_pub, cmd_pub, state } = out_to;
     let mut throttle = Throttle::new(throttle_period);
     while !stop.load(Ordering::SeqCst) {
         let Some(Arrival { frame, topic }) = latest.take_timeout(Duration::from_millis(100)) else {
@@ -392,6 +594,14 @@ fn classify_loop(
             Ok(out) => {
                 counters.add("frames_processed", 1);
                 counters.add("coins_detected", out.detections.detections.len() as u64);
+                if let Some(level) = out.shift_change
+                    && let Some(now) = &out.shift
+                {
+                    log_shift_change(level, now);
+                }
+                if out.shift.is_some() {
+                    *state.lock().unwrap_or_else(|p| p.into_inner()) = out.shift;
+                }
                 tracing::debug!(
                     "frame {}.{:09}: {} coins in {:?}",
                     stamp.sec,
@@ -459,5 +669,87 @@ fn diagnostics_message(
             hardware_id: hardware_id.to_string(),
             values,
         }],
+    }
+}
+
+/// Logs a change of the stream state once, with what to do about it.
+fn log_shift_change(level: ShiftLevel, s: &StreamState) {
+    let what = format!(
+        "{} of the last {} coins look unlike the training data (median shift score {:.2})",
+        s.flagged, s.coins, s.median_score
+    );
+    match level {
+        ShiftLevel::Ok => tracing::info!("shift monitor back to OK: {what}"),
+        ShiftLevel::Warn => tracing::warn!(
+            "shift monitor WARN: {what}. The camera may no longer look like the training \
+             images; unfamiliar coins go to the reject bin. Record images from this camera \
+             (`coin_sorter dataset capture`) and fine-tune with `coin_sorter train --stage 2`"
+        ),
+        ShiftLevel::Error => tracing::error!(
+            "shift monitor ERROR: {what}. Labels from this camera are not to be trusted; \
+             unfamiliar coins go to the reject bin. Check the camera and lighting, then record \
+             images from this camera and fine-tune with `coin_sorter train --stage 2`"
+        ),
+    }
+}
+
+/// The `/diagnostics` status of the shift monitor: its level and the numbers behind it.
+fn shift_status(
+    hardware_id: &str,
+    info: &ShiftInfo,
+    state: Option<&StreamState>,
+) -> DiagnosticStatus {
+    let kv = |key: &str, value: String| KeyValue { key: key.into(), value };
+    let name = format!("{}: domain shift", hardware_id.trim_start_matches('/'));
+    let (threshold, stream) = match info {
+        ShiftInfo::On { threshold, stream } => (threshold, stream),
+        ShiftInfo::Off(why) => {
+            return DiagnosticStatus {
+                level: DiagnosticStatus::OK,
+                name,
+                message: format!("monitor off: {why}"),
+                hardware_id: hardware_id.to_string(),
+                values: vec![kv("monitor", "off".into())],
+            };
+        }
+    };
+    let s = state.copied().unwrap_or(StreamState {
+        level: ShiftLevel::Ok,
+        coins: 0,
+        flagged: 0,
+        median_score: 0.0,
+        total_coins: 0,
+        total_flagged: 0,
+    });
+    let message = match s.level {
+        ShiftLevel::Ok => {
+            format!("{} of the last {} coins unlike the training data", s.flagged, s.coins)
+        }
+        ShiftLevel::Warn | ShiftLevel::Error => format!(
+            "{} of the last {} coins unlike the training data: collect images from this camera \
+             and run training stage 2",
+            s.flagged, s.coins
+        ),
+    };
+    DiagnosticStatus {
+        level: s.level.diagnostic_level(),
+        name,
+        message,
+        hardware_id: hardware_id.to_string(),
+        values: vec![
+            kv("monitor", "on".into()),
+            kv("state", s.level.name().into()),
+            kv("score", threshold.kind.name().into()),
+            kv("threshold", threshold.threshold.to_string()),
+            kv("threshold_quantile", threshold.quantile.to_string()),
+            kv("window_coins", s.coins.to_string()),
+            kv("window_flagged", s.flagged.to_string()),
+            kv("window_fraction", format!("{:.3}", s.fraction())),
+            kv("median_shift_score", format!("{:.3}", s.median_score)),
+            kv("warn_fraction", stream.warn_fraction.to_string()),
+            kv("error_fraction", stream.error_fraction.to_string()),
+            kv("coins_scored", s.total_coins.to_string()),
+            kv("coins_flagged", s.total_flagged.to_string()),
+        ],
     }
 }

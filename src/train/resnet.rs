@@ -190,6 +190,7 @@ pub struct ResNet {
     stages: Vec<Vec<Bottleneck>>,
     fc: nn::Linear,
     num_classes: i64,
+    feature_dim: usize,
     frozen_until: Option<Part>,
 }
 
@@ -216,7 +217,13 @@ impl ResNet {
             stages.push(blocks);
         }
         let fc = nn::linear(p / "fc", cin, num_classes, Default::default());
-        Ok(Self { conv1, bn1, stages, fc, num_classes, frozen_until: None })
+        let feature_dim = usize::try_from(cin).unwrap_or(0);
+        Ok(Self { conv1, bn1, stages, fc, num_classes, feature_dim, frozen_until: None })
+    }
+
+    /// Length of [`ResNet::features_t`]'s output per image.
+    pub fn feature_dim(&self) -> usize {
+        self.feature_dim
     }
 
     /// Number of output columns (classes).
@@ -253,8 +260,10 @@ impl ResNet {
     }
 }
 
-impl ModuleT for ResNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+impl ResNet {
+    /// The penultimate features: the pooled output of the last stage, `[N, 32 * base_width]`
+    /// (2048 for ResNet-50). The shift monitor models their distribution.
+    pub fn features_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let bn1_train = self.trains(Part::Bn1, train);
         let mut ys = xs.apply(&self.conv1).apply_t(&self.bn1, bn1_train).relu().max_pool2d(
             [3, 3],
@@ -269,7 +278,18 @@ impl ModuleT for ResNet {
                 ys = block.forward_t(&ys, stage_train);
             }
         }
-        ys.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
+        ys.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    }
+
+    /// The classifier head: logits from [`ResNet::features_t`]'s output.
+    pub fn head(&self, features: &Tensor) -> Tensor {
+        features.apply(&self.fc)
+    }
+}
+
+impl ModuleT for ResNet {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.head(&self.features_t(xs, train))
     }
 }
 

@@ -456,7 +456,7 @@ pub fn run_on(args: &TrainArgs, device: Device) -> Result<TrainReport> {
         weights: outputs.weights.file_name().map(|n| n.to_string_lossy().into_owned()),
         base_width: Some(args.base_width),
     };
-    outputs.write(&mut fitted, args, &set, &summary, record)?;
+    outputs.write(&mut fitted, args, &set, &split, &summary, record)?;
     write_csv(&curves_csv, &all_curves)?;
     crate::plots::curves_png(&all_curves, &outputs.curves_png)?;
     let title = format!("validation, stage {} epoch {}", args.stage, fitted.best_epoch);
@@ -573,17 +573,29 @@ impl Outputs {
         }
     }
 
-    /// Writes the weights, the metadata and the TorchScript model, in that order.
+    /// Writes the weights, the metadata (with the shift monitor's statistics, fitted on the
+    /// training split and thresholded on the validation split) and the TorchScript model.
     fn write(
         &self,
         fitted: &mut Fitted,
         args: &TrainArgs,
         set: &ImageSet,
+        split: &Split,
         summary: &DataSummary,
         record: TrainingRecord,
     ) -> Result<()> {
         weights::save_store(&fitted.vs, &self.weights)?;
-        export::write_metadata(&args.out, &set.labels, args.input_size, summary.clone(), record)?;
+        let monitor =
+            export::monitor_stats(&fitted.net, set, &split.train, &split.val, fitted.vs.device())?;
+        export::write_metadata(
+            &args.out,
+            &fitted.net,
+            &set.labels,
+            args.input_size,
+            summary.clone(),
+            record,
+            Some(monitor),
+        )?;
         export::save_torchscript(&mut fitted.vs, &fitted.net, args.input_size, &args.out)
     }
 }

@@ -69,7 +69,9 @@ def main() -> int:
                 "stamp_ns": args.stamp_ns,
                 "detections": [{"coin_id": d.coin_id, "label": d.label,
                                 "confidence": d.confidence, "bin": d.bin,
-                                "rejected": d.rejected, "x": d.x, "y": d.y,
+                                "rejected": d.rejected, "shift_score": d.shift_score,
+                                "out_of_distribution": d.out_of_distribution,
+                                "x": d.x, "y": d.y,
                                 "radius": d.radius} for d in s.detections],
             }))
             return 0
