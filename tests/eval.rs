@@ -128,6 +128,14 @@ fn output_bag_reads_back_with_our_reader_and_with_python_mcap() {
     let r = eval_bag(&bag, &dir.path().join("out"));
     let out = r.out_bag.clone().unwrap();
     let coins: usize = detections_by_stamp(&out).values().map(|d| d.detections.len()).sum();
+    assert_eq!(r.sort_commands, coins, "tracking off: one command per detection");
+    assert!(r.shift.contains(&format!("of {coins} coins unlike the training data")), "{}", r.shift);
+    let rejected: usize = detections_by_stamp(&out)
+        .values()
+        .flat_map(|d| &d.detections)
+        .filter(|d| d.rejected)
+        .count();
+    assert_eq!(r.low_confidence + r.unfamiliar, rejected);
 
     let reader = BagReader::open(&out).unwrap();
     let counts: BTreeMap<String, u64> =

@@ -55,8 +55,9 @@ fn training_writes_statistics_and_monitor_fit_rewrites_the_same() {
     let mut args = FitArgs {
         model: model.clone(),
         data: dir.path().join("tiny_set"),
-        val_fraction: 0.5,
-        seed: 0,
+        // The tiny model's split; its recorded seed is the default.
+        val_fraction: Some(0.5),
+        seed: None,
         device: "cpu".into(),
     };
     let refitted = refit::run(&args).unwrap().monitor.unwrap();

@@ -239,3 +239,38 @@ fn coins_pushed_past_each_other_keep_their_ids() {
     // Nothing left the view: each unsure coin is decided when the stream ends.
     assert!(by_coin.values().all(|v| v.reason == Reason::Finished), "{by_coin:?}");
 }
+
+/// Through the node's pipeline with its real model: the same photo three times (a static
+/// scene) keeps every coin's id, and the run ends with exactly one command per coin.
+#[test]
+fn the_pipeline_gives_tracked_ids_and_one_command_per_coin() {
+    use coin_sorter::classify::device::DevicePref;
+    use coin_sorter::classify::model::Classifier;
+    use coin_sorter::decide::BinTable;
+    use coin_sorter::pipeline::{Frame, Pipeline};
+
+    let dir = tempfile::tempdir().unwrap();
+    let classifier = Classifier::load(&common::tiny_model(dir.path()), DevicePref::Cpu).unwrap();
+    let labels = classifier.metadata().labels.clone();
+    let entries: Vec<String> = labels.iter().map(|l| format!("{l}:bin_{l}")).collect();
+    let bins = BinTable::parse(&entries, "reject", 0.0).unwrap();
+    let mut pipeline = Pipeline::new(classifier, DEFAULT_LOCATE, bins).unwrap();
+    pipeline.with_tracking(Some(DEFAULT_TRACK)).unwrap();
+    let mut ids_per_frame = Vec::new();
+    let mut commands = Vec::new();
+    for f in 0..3i64 {
+        let frame = Frame::Raw(common::photo_frame(2, f * 100_000_000));
+        let out = pipeline.process(&frame).unwrap();
+        ids_per_frame.push(out.detections.detections.iter().map(|d| d.coin_id).collect::<Vec<_>>());
+        commands.extend(out.commands);
+    }
+    assert_eq!(ids_per_frame[0], vec![1, 2, 3], "scene 2 holds three coins");
+    assert!(ids_per_frame.iter().all(|ids| *ids == ids_per_frame[0]), "{ids_per_frame:?}");
+    let header = coin_sorter::msgs::std_msgs::Header::default();
+    commands.extend(pipeline.finish(&header));
+    let mut sent: Vec<u32> = commands.iter().map(|c| c.coin_id).collect();
+    sent.sort_unstable();
+    assert_eq!(sent, vec![1, 2, 3], "one command per coin");
+    assert!(commands.iter().all(|c| c.frames_seen == 3), "{commands:?}");
+    assert!(pipeline.finish(&header).is_empty(), "nothing is sent twice");
+}

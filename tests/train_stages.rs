@@ -87,8 +87,12 @@ fn stage_two_narrows_the_head_keeps_the_frozen_part_and_extends_the_curves() {
     assert_eq!(meta.training.stage, 2);
     assert_eq!(meta.training.parent.as_deref(), Some(s1.model.to_str().unwrap()));
     let module = tch::CModule::load(&s2.model).unwrap();
-    let logits = module.forward_ts(&[Tensor::zeros([3, 3, 32, 32], (Kind::Float, Device::Cpu))]);
-    assert_eq!(logits.unwrap().size(), [3, 2]);
+    let out = module.forward_ts(&[Tensor::zeros([3, 3, 32, 32], (Kind::Float, Device::Cpu))]);
+    // Two logits, then the features the shift monitor reads.
+    assert_eq!(meta.feature_columns, 256);
+    assert_eq!(out.unwrap().size(), [3, 2 + 256]);
+    let monitor = meta.monitor.as_ref().unwrap();
+    assert_eq!(monitor.class_means.len(), 2, "target statistics, one mean per target class");
 
     // Stage 1's two rows, then stage 2's two, in one file beside the stage-2 model.
     assert_eq!(csv_rows(&s2.curves_csv), [(1, 1), (1, 2), (2, 1), (2, 2)]);

@@ -18,11 +18,13 @@ use crate::bag::BagReader;
 use crate::bag::writer::McapBagWriter;
 use crate::classify::model::Classifier;
 use crate::dataset::labelme;
+use crate::monitor::score::Threshold;
+use crate::monitor::stream::StreamState;
 use crate::msgs::sensor_msgs::CompressedImage;
 use crate::msgs::std_msgs::{Header, Time};
 use crate::nodes::sorter::{self, SorterConfig};
 use crate::params::RosArgs;
-use crate::pipeline::{Frame, Pipeline, StageTimes};
+use crate::pipeline::{Frame, Pipeline, ShiftStatus, StageTimes};
 use crate::score::{TruthCoin, TruthFrame, read_ground_truth, truth_beside};
 use crate::train::dataset::ImageSet;
 use metrics::{Latency, Scorer, Scores};
@@ -57,7 +59,8 @@ pub struct EvalArgs {
     /// TorchScript model [default: the node's model_path parameter].
     #[arg(long, value_name = "FILE.pt")]
     pub model: Option<PathBuf>,
-    /// The node's parameters file (locate settings, bins, confidence threshold, device).
+    /// The node's parameters file (locate settings, bins, confidence threshold, shift monitor,
+    /// tracking, device).
     #[arg(long, value_name = "FILE")]
     pub params_file: Option<PathBuf>,
     /// Output folder: report.md, report.json, confusion.png, and eval.mcap for bags and
@@ -121,8 +124,15 @@ pub struct EvalReport {
     pub out_bag: Option<PathBuf>,
     /// The node parameters file used (None: the node's defaults).
     pub params_file: Option<PathBuf>,
-    /// Coins sent to the reject bin for low confidence.
+    /// Sort commands the pipeline gave (one per detection, or per tracked coin).
+    pub sort_commands: usize,
+    /// What the shift monitor did: its settings and final stream state, or why it was off.
+    pub shift: String,
+    /// Coins sent to the reject bin for low confidence (and familiar to the shift monitor).
     pub low_confidence: usize,
+    /// Coins sent to the reject bin because the shift monitor found them unlike the training
+    /// data.
+    pub unfamiliar: usize,
     /// Ground-truth labels the model cannot answer (each of their coins counts as wrong).
     pub labels_unknown_to_model: Vec<String>,
     /// The report files written.
@@ -180,6 +190,8 @@ struct Run {
     frames: usize,
     unlabelled: usize,
     low_confidence: usize,
+    unfamiliar: usize,
+    sort_commands: usize,
     bag: Option<McapBagWriter>,
     /// Header of the last frame, for the commands of coins still tracked at the end.
     last_header: Header,
@@ -212,7 +224,10 @@ impl Run {
             }
         };
         self.timings.frames.push(out.times);
-        self.low_confidence += out.detections.detections.iter().filter(|d| d.rejected).count();
+        self.sort_commands += out.commands.len();
+        let dets = &out.detections.detections;
+        self.unfamiliar += dets.iter().filter(|d| d.out_of_distribution).count();
+        self.low_confidence += dets.iter().filter(|d| d.rejected && !d.out_of_distribution).count();
         match truth {
             Some(t) => self.scorer.add(t, &out.detections.detections),
             None => self.unlabelled += 1,
@@ -394,7 +409,9 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
     let mut timings = Timings::default();
     let (mut truth, mut topic, mut input_error, mut out_bag) = (None, None, None, None);
     let (frames, rejected, unlabelled);
-    let mut low_confidence = 0;
+    let (mut low_confidence, mut unfamiliar, mut sort_commands) = (0, 0, 0);
+    let mut shift_status = ShiftStatus::Off;
+    let mut shift_state = None;
     if kind == "images" {
         frames = eval_images(&classifier, &input, &mut scorer, &mut timings)?;
         (rejected, unlabelled) = (BTreeMap::new(), 0);
@@ -403,7 +420,14 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
         let bag = if args.no_bag { None } else { Some(McapBagWriter::create(&bag_path)?) };
         let mut pipeline = Pipeline::new(classifier, cfg.locate.clone(), cfg.bins.clone())
             .context("bin_table does not fit the model")?;
-        pipeline.with_shift(&cfg.shift)?;
+        shift_status = pipeline.with_shift(&cfg.shift)?;
+        if shift_status == ShiftStatus::NoStatistics {
+            tracing::warn!(
+                "model {} has no shift monitor statistics: the monitor is off and no coin is \
+                 checked against the training data (`coin_sorter monitor fit` adds them)",
+                model.display()
+            );
+        }
         pipeline.with_tracking(cfg.tracking)?;
         let mut run = Run {
             pipeline,
@@ -413,6 +437,8 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
             frames: 0,
             unlabelled: 0,
             low_confidence: 0,
+            unfamiliar: 0,
+            sort_commands: 0,
             bag,
             last_header: Header::default(),
         };
@@ -434,7 +460,9 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
         }
         (scorer, timings) = (run.scorer, run.timings);
         (frames, rejected, unlabelled) = (run.frames, run.rejected, run.unlabelled);
-        low_confidence = run.low_confidence;
+        (low_confidence, unfamiliar) = (run.low_confidence, run.unfamiliar);
+        sort_commands = run.sort_commands + flushed.len();
+        shift_state = run.pipeline.shift().map(|c| (*c.threshold(), c.state()));
     }
     let scored = scorer.frames > 0;
     let model_labels_missing: Vec<String> =
@@ -458,9 +486,39 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
         out_bag,
         params_file: args.params_file.clone(),
         low_confidence,
+        unfamiliar,
+        sort_commands,
+        shift: shift_words(kind, &shift_status, shift_state.as_ref()),
         labels_unknown_to_model: model_labels_missing,
         report_md: report::markdown_path(&args.out),
     };
     report::write(&report, &args.out)?;
     Ok(report)
+}
+
+/// One line on the shift monitor for the report.
+fn shift_words(
+    kind: &str,
+    status: &ShiftStatus,
+    state: Option<&(Threshold, StreamState)>,
+) -> String {
+    match (status, state) {
+        _ if kind == "images" => "not run (crop sets are classified only)".to_owned(),
+        (ShiftStatus::On, Some((t, s))) => format!(
+            "{} score, threshold {:.4} (validation quantile {}): {} of {} coins unlike the \
+             training data; final state {} ({} of the last {})",
+            t.kind.name(),
+            t.threshold,
+            t.quantile,
+            s.total_flagged,
+            s.total_coins,
+            s.level.name(),
+            s.flagged,
+            s.coins
+        ),
+        (ShiftStatus::NoStatistics, _) => {
+            "off: the model has no monitor statistics (`coin_sorter monitor fit`)".to_owned()
+        }
+        _ => "off (shift_score is off)".to_owned(),
+    }
 }

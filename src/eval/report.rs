@@ -104,6 +104,13 @@ pub fn to_markdown(r: &EvalReport) -> String {
     if r.kind != "images" {
         let _ =
             writeln!(s, "| coins sent to the reject bin (low confidence) | {} |", r.low_confidence);
+        let _ = writeln!(
+            s,
+            "| coins sent to the reject bin (unlike the training data) | {} |",
+            r.unfamiliar
+        );
+        let _ = writeln!(s, "| shift monitor | {} |", r.shift);
+        let _ = writeln!(s, "| sort commands | {} |", r.sort_commands);
     }
     if let Some(b) = &r.out_bag {
         let _ = writeln!(s, "| output bag | `{}` |", b.display());

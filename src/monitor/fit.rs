@@ -37,6 +37,11 @@ pub fn fit(
     let (n, d) = f.size2().context("training features must be a [N, D] tensor")?;
     ensure!(n as usize == labels.len(), "{n} feature rows for {} labels", labels.len());
     ensure!(n > 0 && d > 0, "no training features to fit the monitor on");
+    ensure!(
+        n as usize > classes,
+        "the monitor needs more training crops than classes to see how a class varies; it \
+         got {n} crops of {classes} classes"
+    );
     let mut means = Vec::with_capacity(classes);
     for c in 0..classes {
         let rows: Vec<i64> =
@@ -54,6 +59,11 @@ pub fn fit(
     let all: Vec<f64> = Vec::try_from(eigenvalues.flip([0]))?;
     let vectors = eigenvectors.flip([1]).narrow(1, 0, ki).tr().contiguous();
     let trace: f64 = all.iter().map(|v| v.max(0.0)).sum();
+    ensure!(
+        trace.is_finite() && trace > 0.0,
+        "the {n} training crops' features do not vary within their classes (variance {trace}); \
+         the monitor needs at least two different crops of some class"
+    );
     let iso = (trace / d as f64).max(f64::MIN_POSITIVE);
     let rest = &all[k..];
     let rest_mean = if rest.is_empty() {

@@ -18,8 +18,9 @@ pub mod study;
 /// `coin_sorter monitor` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum MonitorCommand {
-    /// Fit a model's monitor statistics on the set it was trained on, and re-export it so it
-    /// returns features (for models trained before the monitor existed).
+    /// Fit a model's monitor statistics on the set it was trained on, and rewrite the model and
+    /// its metadata in place so it returns features (for models trained before the monitor
+    /// existed).
     Fit(refit::FitArgs),
     /// Measure how well the monitor tells in-domain crops from shifted ones, per coin and
     /// over a stream whose input switches.
@@ -44,7 +45,12 @@ pub fn run(command: &MonitorCommand) -> anyhow::Result<()> {
         MonitorCommand::Study(args) => {
             let r = study::run(args)?;
             print!("{}", study::to_markdown(&r));
-            println!("\nreport {} and {}", r.markdown.display(), r.json.display());
+            println!(
+                "\nreport {}, {} and {}",
+                r.markdown.display(),
+                r.json.display(),
+                r.roc_png.display()
+            );
         }
     }
     Ok(())

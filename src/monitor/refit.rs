@@ -28,12 +28,14 @@ pub struct FitArgs {
     /// Class-per-folder set the model was trained on.
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
-    /// Share of photos held out to set the thresholds, split by photo as `train` splits.
-    #[arg(long, default_value_t = 0.2)]
-    pub val_fraction: f64,
-    /// Seed of that split; the model's training seed gives its own validation split.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Share of photos held out to set the thresholds, split by photo as `train` splits
+    /// [default: train's default, 0.2].
+    #[arg(long)]
+    pub val_fraction: Option<f64>,
+    /// Seed of that split [default: the model's recorded training seed, which with the
+    /// training run's fraction gives its own validation split].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Where the network runs: auto, cpu or cuda.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -47,13 +49,28 @@ pub fn run(args: &FitArgs) -> Result<ModelMetadata> {
     let mut set = ImageSet::load(&args.data, meta.input_size)
         .with_context(|| format!("cannot load {}", args.data.display()))?;
     let to_model = label_map(&set, &meta.labels)?;
-    let model = Model::new(parent.base_width, meta.labels.len(), args.seed, device)?;
+    let model = Model::new(parent.base_width, meta.labels.len(), 0, device)?;
     weights::copy_into(&model.vs, &parent.weights, &parent.weights_path, &HeadRule::Copy)?;
     for s in &mut set.samples {
         s.label = to_model[s.label];
     }
     set.labels = meta.labels.clone();
-    let split = split_by_group(set.keys(), args.val_fraction, args.seed)?;
+    let seed = args.seed.unwrap_or(meta.data.seed);
+    let fraction = args.val_fraction.unwrap_or(crate::train::run::DEFAULT_VAL_FRACTION);
+    let split = split_by_group(set.keys(), fraction, seed)?;
+    let (train_n, val_n) = (set.per_class(&split.train), set.per_class(&split.val));
+    if !meta.data.train_per_class.is_empty()
+        && (train_n != meta.data.train_per_class || val_n != meta.data.val_per_class)
+    {
+        tracing::warn!(
+            "this split ({train_n:?} training, {val_n:?} validation crops per class) is not the \
+             one the model was trained with ({:?} / {:?}): validation crops the model trained \
+             on make the thresholds too strict. Give the training run's --data, \
+             --val-fraction and --seed",
+            meta.data.train_per_class,
+            meta.data.val_per_class
+        );
+    }
     let present = set.per_class(&split.train);
     let missing: Vec<&str> = meta
         .labels
@@ -76,9 +93,32 @@ pub fn run(args: &FitArgs) -> Result<ModelMetadata> {
         args.data.display()
     );
     let Model { mut vs, net } = model;
-    export::save_torchscript(&mut vs, &net, meta.input_size, &args.model)?;
+    let module = export::trace(&mut vs, &net, meta.input_size)?;
     let written =
         ModelMetadata { feature_columns: net.feature_dim(), monitor: Some(stats), ..meta };
-    written.save(&ModelMetadata::path_for_model(&args.model))?;
+    let meta_path = ModelMetadata::path_for_model(&args.model);
+    let old_meta = std::fs::read(&meta_path)
+        .with_context(|| format!("cannot read {}", meta_path.display()))?;
+    // The new model (with feature columns) and the new metadata only work together. The model
+    // is written in full under a temporary name, the metadata is switched, then the model is
+    // renamed into place; if any step fails, the old metadata is put back, so the pair on disk
+    // is always the old one or the new one.
+    let swapped = crate::fsutil::write_atomic_path(&args.model, |tmp| {
+        module
+            .save(tmp)
+            .with_context(|| format!("cannot save TorchScript to {}", tmp.display()))?;
+        written.save(&meta_path)
+    });
+    if let Err(e) = swapped {
+        crate::fsutil::write_atomic(&meta_path, &old_meta).with_context(|| {
+            format!(
+                "{e:#}; and putting back the old metadata failed too: {} no longer matches \
+                 {}",
+                meta_path.display(),
+                args.model.display()
+            )
+        })?;
+        return Err(e.context(format!("model {} left as it was", args.model.display())));
+    }
     Ok(written)
 }

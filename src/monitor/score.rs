@@ -142,7 +142,13 @@ impl ShiftScorer {
                 inside += d * d / v;
             }
             let outside = (total - explained).max(0.0) / s.residual_variance;
-            best = best.min(inside + outside);
+            let d = inside + outside;
+            // Non-finite features (or overflow) make the crop infinitely unfamiliar, never
+            // silently familiar.
+            best = if d.is_nan() { f32::INFINITY } else { best.min(d) };
+            if best == f32::INFINITY {
+                break;
+            }
         }
         Some(best / s.feature_dim as f32)
     }

@@ -59,8 +59,9 @@ impl MonitorStats {
         if let Some(m) = self.class_means.iter().find(|m| m.len() != d) {
             bail!("a monitor class mean has {} values, not feature_dim {d}", m.len());
         }
+        ensure!(!self.components.is_empty(), "monitor has no components");
         ensure!(
-            self.components.len() == self.variances.len() && !self.components.is_empty(),
+            self.components.len() == self.variances.len(),
             "monitor has {} components but {} variances",
             self.components.len(),
             self.variances.len()
@@ -68,12 +69,38 @@ impl MonitorStats {
         if let Some(c) = self.components.iter().find(|c| c.len() != d) {
             bail!("a monitor component has {} values, not feature_dim {d}", c.len());
         }
-        let positive = |v: f32| v.is_finite() && v > 0.0;
+        let bounded = |v: &f32| v.is_finite() && v.abs() <= MAX_FEATURE;
         ensure!(
-            self.variances.iter().all(|&v| positive(v)) && positive(self.residual_variance),
-            "monitor variances must be positive and finite"
+            self.class_means.iter().flatten().all(bounded),
+            "monitor class means must be finite and within ±{MAX_FEATURE}"
         );
+        for (i, c) in self.components.iter().enumerate() {
+            let norm = c.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+            ensure!(
+                c.iter().all(bounded) && (norm - 1.0).abs() <= 1e-2,
+                "monitor component {i} is not a unit vector (length {norm})"
+            );
+        }
+        let all = || self.variances.iter().chain(std::iter::once(&self.residual_variance));
+        ensure!(
+            all().all(|&v| v.is_finite() && v > 0.0 && v <= MAX_FEATURE * MAX_FEATURE),
+            "monitor variances must be positive, finite and at most {:e}",
+            MAX_FEATURE * MAX_FEATURE
+        );
+        let (min, max) = all().fold((f32::INFINITY, 0.0f32), |(a, b), &v| (a.min(v), b.max(v)));
+        ensure!(
+            min >= MIN_VARIANCE_RATIO * max,
+            "monitor variances span {min:e} to {max:e}: the smallest would make any crop look \
+             infinitely far (fitting shrinks them to within {MIN_VARIANCE_RATIO:e} of the largest)"
+        );
+        ensure!(self.train_count > 0, "monitor train_count is 0");
         let v = &self.validation;
+        ensure!(
+            v.count > 0 && v.count == v.mahalanobis.len(),
+            "monitor validation count {} does not match its {} scores",
+            v.count,
+            v.mahalanobis.len()
+        );
         for (name, list) in [
             ("mahalanobis", &v.mahalanobis),
             ("energy", &v.energy),
@@ -89,6 +116,15 @@ impl MonitorStats {
     }
 }
 
+/// Largest magnitude a stored feature statistic may have. Penultimate ResNet features are
+/// averages of ReLU outputs, far below this; larger values would overflow `f32` squares.
+pub const MAX_FEATURE: f32 = 1e6;
+
+/// Smallest variance a set may hold relative to its largest. Fitting shrinks every variance
+/// towards the mean one (see [`crate::monitor::fit::SHRINKAGE`]), which keeps them far above
+/// this.
+pub const MIN_VARIANCE_RATIO: f32 = 1e-7;
+
 /// The `q` quantile of an ascending list (the smallest value with at least `q` of the list
 /// at or below it); `None` for an empty list. `q` is clamped to 0..1.
 pub fn quantile(sorted: &[f32], q: f64) -> Option<f32> {
@@ -103,6 +139,40 @@ pub fn quantile(sorted: &[f32], q: f64) -> Option<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stats() -> MonitorStats {
+        MonitorStats {
+            feature_dim: 2,
+            train_count: 4,
+            class_means: vec![vec![0.0, 0.0], vec![1.0, 1.0]],
+            components: vec![vec![1.0, 0.0]],
+            variances: vec![2.0],
+            residual_variance: 0.5,
+            validation: ValidationScores {
+                count: 2,
+                mahalanobis: vec![0.5, 1.0],
+                energy: vec![-2.0, -1.0],
+                max_softmax: vec![0.1, 0.2],
+            },
+        }
+    }
+
+    #[test]
+    fn values_that_would_make_every_coin_unfamiliar_are_refused() {
+        stats().validate(2).unwrap();
+        let tiny = MonitorStats { residual_variance: 1e-30, ..stats() };
+        assert!(tiny.validate(2).unwrap_err().to_string().contains("variances span"));
+        let mut huge = stats();
+        huge.class_means[1][0] = 1e20;
+        assert!(huge.validate(2).unwrap_err().to_string().contains("class means"));
+        let not_unit = MonitorStats { components: vec![vec![0.0, 0.0]], ..stats() };
+        assert!(not_unit.validate(2).unwrap_err().to_string().contains("unit vector"));
+        let mut count = stats();
+        count.validation.count = 0;
+        assert!(count.validate(2).unwrap_err().to_string().contains("validation count"));
+        let none = MonitorStats { components: vec![], variances: vec![], ..stats() };
+        assert_eq!(none.validate(2).unwrap_err().to_string(), "monitor has no components");
+    }
 
     #[test]
     fn quantile_picks_the_smallest_value_covering_q() {

@@ -266,6 +266,12 @@ pub fn run(args: &StudyArgs) -> Result<StudyReport> {
         "--orders {} must be 1..100000",
         args.orders
     );
+    ensure!((0.5..=1.0).contains(&args.quantile), "--quantile {} is outside 0.5..1", args.quantile);
+    ensure!(
+        !args.out.exists() || args.out.is_dir(),
+        "--out {} exists and is not a folder",
+        args.out.display()
+    );
     let classifier = Classifier::load(&args.model, args.device.parse::<DevicePref>()?)?;
     let stats = classifier.metadata().monitor.clone().with_context(|| {
         format!(

@@ -15,6 +15,7 @@ use crate::classify::model::Classifier;
 use crate::decide::BinTable;
 use crate::locate::{DEFAULT_LOCATE, LocateParams};
 use crate::monitor::check::{DEFAULT_SHIFT, ShiftSettings};
+use crate::monitor::score::ScoreKind;
 use crate::monitor::stream::{ShiftLevel, StreamParams, StreamState};
 use crate::msgs::coin_sorter::{CoinDetectionArray, SortCommand};
 use crate::msgs::diagnostic_msgs::{DiagnosticArray, DiagnosticStatus, KeyValue};
@@ -302,10 +303,10 @@ pub fn locate_params(p: &ParamSet) -> Result<LocateParams> {
     Ok(l)
 }
 
-/// A non-negative integer parameter as a count, refusing values over `max`.
-fn count(p: &ParamSet, name: &str, max: i64) -> Result<u32> {
+/// An integer parameter as a count in `min..=max`; errors name the parameter and value.
+fn count(p: &ParamSet, name: &str, min: i64, max: i64) -> Result<u32> {
     let v = p.integer(name);
-    anyhow::ensure!((0..=max).contains(&v), "{name} {v} must be between 0 and {max}");
+    anyhow::ensure!((min..=max).contains(&v), "{name} {v} must be between {min} and {max}");
     Ok(v as u32)
 }
 
@@ -313,14 +314,18 @@ fn count(p: &ParamSet, name: &str, max: i64) -> Result<u32> {
 pub fn shift_settings(p: &ParamSet) -> Result<ShiftSettings> {
     let kind = match p.string("shift_score").as_str() {
         "off" => None,
-        other => Some(other.parse()?),
+        other => Some(other.parse::<ScoreKind>().map_err(|_| {
+            anyhow::anyhow!(
+                "shift_score {other:?} is not one of mahalanobis, energy, max_softmax, off"
+            )
+        })?),
     };
     let settings = ShiftSettings {
         kind,
         quantile: p.double("shift_threshold_quantile"),
         stream: StreamParams {
-            window: count(p, "shift_window", 100_000)? as usize,
-            min_coins: count(p, "shift_min_coins", 100_000)? as usize,
+            window: count(p, "shift_window", 1, 100_000)? as usize,
+            min_coins: count(p, "shift_min_coins", 1, 100_000)? as usize,
             warn_fraction: p.double("shift_warn_fraction"),
             error_fraction: p.double("shift_error_fraction"),
         },
@@ -340,10 +345,10 @@ pub fn track_params(p: &ParamSet) -> Result<TrackParams> {
         direction_deg: p.double("conveyor_direction_deg"),
         speed: p.double("conveyor_speed"),
         gate: p.double("track_gate"),
-        max_missed: count(p, "track_max_missed", 1000)?,
-        commit_frames: count(p, "track_commit_frames", 1_000_000)?,
+        max_missed: count(p, "track_max_missed", 0, 1000)?,
+        commit_frames: count(p, "track_commit_frames", 1, 1_000_000)?,
         commit_confidence: p.double("track_commit_confidence"),
-        min_frames: count(p, "track_min_frames", 1_000_000)?,
+        min_frames: count(p, "track_min_frames", 1, 1_000_000)?,
     };
     t.check()?;
     Ok(t)
@@ -368,9 +373,10 @@ impl SorterConfig {
                 p.double("confidence_threshold"),
             )?,
             shift: shift_settings(p)?,
-            tracking: match p.boolean("tracking") {
-                true => Some(track_params(p)?),
-                false => None,
+            // Checked even when off, so a bad value cannot wait for tracking to be turned on.
+            tracking: {
+                let track = track_params(p)?;
+                p.boolean("tracking").then_some(track)
             },
             image_qos: qos::image(
                 &p.string("image_qos_reliability"),
@@ -688,7 +694,8 @@ fn log_shift_change(level: ShiftLevel, s: &StreamState) {
         ShiftLevel::Error => tracing::error!(
             "shift monitor ERROR: {what}. Labels from this camera are not to be trusted; \
              unfamiliar coins go to the reject bin. Check the camera and lighting, then record \
-             images from this camera and fine-tune with `coin_sorter train --stage 2`"
+             images from this camera (`coin_sorter dataset capture`) and fine-tune with \
+             `coin_sorter train --stage 2`"
         ),
     }
 }

@@ -585,8 +585,21 @@ impl Outputs {
         record: TrainingRecord,
     ) -> Result<()> {
         weights::save_store(&fitted.vs, &self.weights)?;
+        let device = fitted.vs.device();
+        // A model is still worth exporting when its set is too small for the statistics
+        // (e.g. one crop per class); it then runs with the monitor off, and says so.
         let monitor =
-            export::monitor_stats(&fitted.net, set, &split.train, &split.val, fitted.vs.device())?;
+            match export::monitor_stats(&fitted.net, set, &split.train, &split.val, device) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::warn!(
+                        "exporting {} without shift monitor statistics: {e:#}. The node will run \
+                     with the monitor off; add crops and run `coin_sorter monitor fit`",
+                        args.out.display()
+                    );
+                    None
+                }
+            };
         export::write_metadata(
             &args.out,
             &fitted.net,
@@ -594,7 +607,7 @@ impl Outputs {
             args.input_size,
             summary.clone(),
             record,
-            Some(monitor),
+            monitor,
         )?;
         export::save_torchscript(&mut fitted.vs, &fitted.net, args.input_size, &args.out)
     }
