@@ -151,6 +151,34 @@ impl Pipeline {
         Ok(ShiftStatus::On)
     }
 
+    /// Swaps in another model between two frames. The bin table must cover its labels; the
+    /// shift monitor restarts on its statistics with `shift`; tracks are kept when the labels
+    /// are the same and start afresh otherwise. On error nothing changes.
+    pub fn replace_classifier(
+        &mut self,
+        classifier: Classifier,
+        shift: &ShiftSettings,
+    ) -> anyhow::Result<ShiftStatus> {
+        self.bins.check_labels(&classifier.metadata().labels)?;
+        let check = match (shift.kind, &classifier.metadata().monitor) {
+            (Some(kind), Some(stats)) => Some(ShiftCheck::new(stats, kind, shift)?),
+            _ => None,
+        };
+        let status = match (shift.kind, &check) {
+            (None, _) => ShiftStatus::Off,
+            (Some(_), None) => ShiftStatus::NoStatistics,
+            (Some(_), Some(_)) => ShiftStatus::On,
+        };
+        if classifier.metadata().labels != self.classifier.metadata().labels
+            && let Some(t) = &mut self.tracker
+        {
+            *t = Tracker::new(*t.params())?;
+        }
+        self.classifier = classifier;
+        self.shift = check;
+        Ok(status)
+    }
+
     /// Turns tracking on (one command per physical coin) or off (one per detection).
     pub fn with_tracking(&mut self, params: Option<TrackParams>) -> anyhow::Result<()> {
         self.tracker = params.map(Tracker::new).transpose()?;

@@ -1,6 +1,7 @@
 //! Interop with a DDS implementation nobody here wrote: a Python peer on Cyclone DDS publishes
 //! `sensor_msgs::msg::dds_::Image_` on `rt/camera/image_raw` and reads the node's
-//! `coin_sorter::msg::dds_::CoinDetectionArray_`, as a ROS 2 node on rmw_cyclonedds would.
+//! `coin_sorter::msg::dds_::CoinDetectionArray_` and `vision_msgs::msg::dds_::Detection2DArray_`,
+//! as a ROS 2 node on rmw_cyclonedds would.
 
 mod common;
 
@@ -75,5 +76,18 @@ fn cyclone_dds_peer_sends_an_image_and_reads_the_detections() {
         assert!(close("x", w.x) && close("y", w.y) && close("radius", w.radius), "{d} vs {w:?}");
         assert!(close("confidence", w.confidence), "{d} vs {w:?}");
         assert!(close("shift_score", w.shift_score), "{d} vs {w:?}");
+    }
+    // The same coins as vision_msgs/Detection2DArray, decoded with the standard type names.
+    let vision = got["vision"].as_array().unwrap();
+    assert_eq!(vision.len(), want.len());
+    for (v, w) in vision.iter().zip(&want) {
+        assert_eq!(v["id"], w.coin_id.to_string());
+        assert_eq!(v["frame_id"], "cyclone_camera");
+        assert_eq!(v["class_id"], serde_json::json!([w.label]));
+        let near = |a: &serde_json::Value, b: f32| (a.as_f64().unwrap() - b as f64).abs() < 1e-4;
+        assert!(near(&v["score"][0], w.confidence), "{v}");
+        assert!(near(&v["center"][0], w.x) && near(&v["center"][1], w.y), "{v}");
+        assert!(near(&v["size"][0], 2.0 * w.radius) && near(&v["size"][1], 2.0 * w.radius));
+        assert_eq!(v["covariance_len"], 36);
     }
 }

@@ -58,7 +58,7 @@ fn state_changes_are_logged_once_each_and_reach_diagnostics() {
     assert!(!expected.is_empty(), "the frames must change the state at least once");
     let last = last.unwrap();
 
-    let domain = common::domain_id(7);
+    let domain = common::domain_id(8);
     let p = |k: &str, v: String| ["-p".to_string(), format!("{k}:={v}")];
     let mut args = vec!["--ros-args".to_string()];
     for (k, v) in [

@@ -6,6 +6,8 @@ pub mod definitions;
 pub mod diagnostic_msgs;
 pub mod sensor_msgs;
 pub mod std_msgs;
+pub mod std_srvs;
+pub mod vision_msgs;
 
 /// A message type with its ROS 2 name, so transports can build topic types from one place.
 pub trait RosMessage: serde::Serialize + serde::de::DeserializeOwned + Send + 'static {

@@ -21,6 +21,10 @@ use crate::msgs::coin_sorter::{CoinDetectionArray, SortCommand};
 use crate::msgs::diagnostic_msgs::{DiagnosticArray, DiagnosticStatus, KeyValue};
 use crate::msgs::sensor_msgs::{CompressedImage, Image};
 use crate::msgs::std_msgs::{Header, Time};
+use crate::msgs::std_srvs::{
+    SET_BOOL, SetBoolRequest, SetBoolResponse, TRIGGER, TriggerRequest, TriggerResponse,
+};
+use crate::msgs::vision_msgs::Detection2DArray;
 use crate::params::{Default as D, ParamSet, ParamSpec, RosArgs};
 use crate::pipeline::{Frame, Pipeline, ShiftStatus};
 use crate::track::{DEFAULT_TRACK, TrackParams};
@@ -399,6 +403,7 @@ const COUNTERS: &[&str] = &[
     "frames_received",
     "frames_processed",
     "frames_skipped",
+    "frames_paused",
     "frames_rejected",
     "coins_detected",
     "sort_commands_sent",
@@ -479,35 +484,43 @@ async fn serve(
 ) -> Result<()> {
     let mut node = RosNode::new(NODE_NAME, &args)?;
     let det_pub = node.publisher::<CoinDetectionArray>("~/detections", qos::output())?;
+    let vision_pub = node.publisher::<Detection2DArray>("~/detections_2d", qos::output())?;
     let cmd_pub = node.publisher::<SortCommand>("~/sort_commands", qos::output())?;
     let diag_pub = node.publisher::<DiagnosticArray>("/diagnostics", qos::output())?;
     let counters = Counters::with_keys(COUNTERS);
     let latest = Arc::new(Latest::<Arrival>::new());
     let stop = Arc::new(AtomicBool::new(false));
     let stream_state = Arc::new(Mutex::new(None::<StreamState>));
+    let (swap_tx, swap_rx) = std::sync::mpsc::channel::<Swap>();
 
     let worker = {
         let (latest, stop, counters) = (latest.clone(), stop.clone(), counters.clone());
         let state = stream_state.clone();
         let period = cfg.log_throttle_period;
+        let shift = cfg.shift;
         std::thread::Builder::new()
             .name("classify".into())
             .spawn(move || {
-                let out = Outputs { det_pub, cmd_pub, state };
-                classify_loop(pipeline, &latest, &stop, &counters, period, out)
+                let out = Outputs { det_pub, vision_pub, cmd_pub, state };
+                let swaps = Swaps { requests: swap_rx, shift };
+                classify_loop(pipeline, &latest, &stop, &counters, period, out, &swaps)
             })
             .context("cannot start the classification thread")?
     };
 
+    let enabled = Arc::new(AtomicBool::new(true));
+    let enable_srv = node.server::<SetBoolRequest, SetBoolResponse>("~/enable", SET_BOOL)?;
+    let reload_srv = node.server::<TriggerRequest, TriggerResponse>("~/reload_model", TRIGGER)?;
     let raw_sub = node.subscription::<Image>(&cfg.image_topic, cfg.image_qos.clone())?;
     let comp_sub =
         node.subscription::<CompressedImage>(&cfg.compressed_topic, cfg.image_qos.clone())?;
     tracing::info!(
-        "{} ready: classifying {} and {}, publishing {} and {}",
+        "{} ready: classifying {} and {}, publishing {} (and {}) and {}",
         node.fully_qualified_name(),
         node.resolve(&cfg.image_topic)?,
         node.resolve(&cfg.compressed_topic)?,
         node.resolve("~/detections")?,
+        node.resolve("~/detections_2d")?,
         node.resolve("~/sort_commands")?
     );
     let receive = async {
@@ -520,6 +533,10 @@ async fn serve(
                 r = comp.next() => (r.map(|r| r.map(|(m, _)| Frame::Compressed(m))), "compressed"),
             };
             match arrival {
+                Some(Ok(_)) if !enabled.load(Ordering::SeqCst) => {
+                    counters.add("frames_received", 1);
+                    counters.add("frames_paused", 1);
+                }
                 Some(Ok(frame)) => {
                     counters.add("frames_received", 1);
                     if latest.put(Arrival { frame, topic }) {
@@ -546,14 +563,22 @@ async fn serve(
             tick.tick().await;
             let state = *stream_state.lock().unwrap_or_else(|p| p.into_inner());
             let mut msg = diagnostics_message(&hardware_id, &counters, &cfg);
+            msg.status[0].values.push(KeyValue {
+                key: "enabled".into(),
+                value: enabled.load(Ordering::SeqCst).to_string(),
+            });
             msg.status.push(shift_status(&hardware_id, &shift, state.as_ref()));
             if let Err(e) = diag_pub.publish(msg) {
                 tracing::debug!("could not publish diagnostics: {e:?}");
             }
         }
     };
+    let enable = serve_enable(&enable_srv, &enabled);
+    let reload = serve_reload(&reload_srv, &cfg, swap_tx);
     tokio::select! {
         _ = super::shutdown_signal() => tracing::info!("shutdown requested; stopping"),
+        _ = enable => {}
+        _ = reload => {}
         _ = receive => tracing::warn!("image subscriptions closed; stopping"),
         _ = diagnostics => {}
     }
@@ -568,7 +593,7 @@ async fn serve(
         c["frames_processed"],
         c["frames_skipped"]
     );
-    drop((raw_sub, comp_sub, diag_pub));
+    drop((raw_sub, comp_sub, diag_pub, enable_srv, reload_srv));
     node.shutdown().await;
     Ok(())
 }
@@ -576,9 +601,23 @@ async fn serve(
 /// Where the classification thread sends its results.
 struct Outputs {
     det_pub: Publisher<CoinDetectionArray>,
+    /// The same detections as `vision_msgs`, for rviz, Foxglove and generic consumers.
+    vision_pub: Publisher<Detection2DArray>,
     cmd_pub: Publisher<SortCommand>,
     /// The shift monitor's stream state after the last frame, for `/diagnostics`.
     state: Arc<Mutex<Option<StreamState>>>,
+}
+
+/// A loaded model waiting to replace the running one, and where to say how it went.
+struct Swap {
+    classifier: Classifier,
+    reply: tokio::sync::oneshot::Sender<Result<ShiftStatus, String>>,
+}
+
+/// Model swaps for the classification thread, with the monitor settings a new model gets.
+struct Swaps {
+    requests: std::sync::mpsc::Receiver<Swap>,
+    shift: ShiftSettings,
 }
 
 fn classify_loop(
@@ -588,10 +627,20 @@ fn classify_loop(
     counters: &Counters,
     throttle_period: Duration,
     out_to: Outputs,
+    swaps: &Swaps,
 ) {
-    let Outputs { det_pub, cmd_pub, state } = out_to;
+    let Outputs { det_pub, vision_pub, cmd_pub, state } = out_to;
     let mut throttle = Throttle::new(throttle_period);
     while !stop.load(Ordering::SeqCst) {
+        // Between two frames, so no frame is half processed by one model and half by another.
+        while let Ok(Swap { classifier, reply }) = swaps.requests.try_recv() {
+            let result = pipeline.replace_classifier(classifier, &swaps.shift);
+            if result.is_ok() {
+                *state.lock().unwrap_or_else(|p| p.into_inner()) =
+                    pipeline.shift().map(|c| c.state());
+            }
+            let _ = reply.send(result.map_err(|e| format!("{e:#}")));
+        }
         let Some(Arrival { frame, topic }) = latest.take_timeout(Duration::from_millis(100)) else {
             continue;
         };
@@ -615,6 +664,10 @@ fn classify_loop(
                     out.commands.len(),
                     out.times.total
                 );
+                if let Err(e) = vision_pub.publish(Detection2DArray::from(&out.detections)) {
+                    counters.add("publish_failures", 1);
+                    tracing::warn!("could not publish vision_msgs detections: {e:?}");
+                }
                 if let Err(e) = det_pub.publish(out.detections) {
                     counters.add("publish_failures", 1);
                     tracing::warn!("could not publish detections: {e:?}");
@@ -758,5 +811,92 @@ fn shift_status(
             kv("coins_scored", s.total_coins.to_string()),
             kv("coins_flagged", s.total_flagged.to_string()),
         ],
+    }
+}
+
+/// Answers `~/enable` (`std_srvs/srv/SetBool`): `false` pauses classification (frames are
+/// received and counted as `frames_paused`, nothing is classified or published), `true`
+/// resumes it. Runs until the node stops.
+async fn serve_enable(
+    server: &ros2_client::service::Server<SetBoolRequest, SetBoolResponse>,
+    enabled: &AtomicBool,
+) {
+    loop {
+        let (id, req) = match server.async_receive_request().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("could not read an ~/enable request ({e:?}); waiting for the next");
+                // A broken reader would otherwise fail again at once.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let was = enabled.swap(req.data, Ordering::SeqCst);
+        let message = match (was, req.data) {
+            (true, false) => "classification paused; incoming frames are counted and dropped",
+            (false, true) => "classification resumed",
+            (true, true) => "already classifying",
+            (false, false) => "already paused",
+        };
+        tracing::info!("~/enable {}: {message}", req.data);
+        let resp = SetBoolResponse { success: true, message: message.to_string() };
+        if let Err(e) = server.async_send_response(id, resp).await {
+            tracing::warn!("could not answer an ~/enable request: {e:?}");
+        }
+    }
+}
+
+/// Answers `~/reload_model` (`std_srvs/srv/Trigger`): loads the file at `model_path` again
+/// (e.g. after training wrote a new model there) off the classification thread, then swaps it
+/// in between two frames. A model that fails to load, or whose labels the bin table does not
+/// cover, is refused with the reason and the running one stays.
+async fn serve_reload(
+    server: &ros2_client::service::Server<TriggerRequest, TriggerResponse>,
+    cfg: &SorterConfig,
+    swaps: std::sync::mpsc::Sender<Swap>,
+) {
+    loop {
+        let id = match server.async_receive_request().await {
+            Ok((id, _)) => id,
+            Err(e) => {
+                tracing::warn!("could not read a ~/reload_model request ({e:?}); waiting");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (path, device) = (cfg.model_path.clone(), cfg.device);
+        let loaded = tokio::task::spawn_blocking(move || Classifier::load(&path, device)).await;
+        let outcome: Result<ShiftStatus, String> = match loaded {
+            Ok(Ok(classifier)) => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                match swaps.send(Swap { classifier, reply }) {
+                    Ok(()) => answer
+                        .await
+                        .unwrap_or_else(|_| Err("the classification thread has stopped".into())),
+                    Err(_) => Err("the classification thread has stopped".into()),
+                }
+            }
+            Ok(Err(e)) => Err(format!("{e:#}")),
+            Err(e) => Err(format!("loading panicked: {e}")),
+        };
+        let resp = match outcome {
+            Ok(status) => {
+                let monitor = match status {
+                    ShiftStatus::On => "shift monitor on",
+                    ShiftStatus::Off => "shift monitor off",
+                    ShiftStatus::NoStatistics => "shift monitor off: no statistics in the model",
+                };
+                let message = format!("loaded {} ({monitor})", cfg.model_path.display());
+                tracing::info!("~/reload_model: {message}");
+                TriggerResponse { success: true, message }
+            }
+            Err(why) => {
+                tracing::warn!("~/reload_model refused; the running model stays: {why}");
+                TriggerResponse { success: false, message: why }
+            }
+        };
+        if let Err(e) = server.async_send_response(id, resp).await {
+            tracing::warn!("could not answer a ~/reload_model request: {e:?}");
+        }
     }
 }

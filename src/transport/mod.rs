@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
+use ros2_client::service::{Client, Server, ServiceMapping};
 use ros2_client::{Context, ContextOptions, MessageTypeName, Name, Node, NodeName, NodeOptions};
-use ros2_client::{Publisher, QosProfile, Subscription};
+use ros2_client::{Message, Publisher, QosProfile, ServiceTypeName, Subscription};
 
 use crate::msgs::RosMessage;
 use crate::params::RosArgs;
@@ -145,6 +146,47 @@ impl RosNode {
         self.node
             .create_subscription::<T>(&t, Some(qos))
             .map_err(|e| anyhow!("cannot subscribe {full}: {e:?}"))
+    }
+
+    /// A service server for `srv_type` (`(package, name)`) on `service` (resolved and
+    /// remapped), with the request/reply mapping ROS 2 Humble and later use.
+    pub fn server<Req: Message + Clone + 'static, Resp: Message + 'static>(
+        &mut self,
+        service: &str,
+        srv_type: (&str, &str),
+    ) -> Result<Server<Req, Resp>> {
+        let full = self.resolve(service)?;
+        let name = Name::parse(&full).map_err(|e| anyhow!("bad service name {full:?}: {e:?}"))?;
+        let qos = qos::service();
+        self.node
+            .create_server(
+                ServiceMapping::Enhanced,
+                &name,
+                &ServiceTypeName::new(srv_type.0, srv_type.1),
+                qos.clone(),
+                qos,
+            )
+            .map_err(|e| anyhow!("cannot serve {full}: {e:?}"))
+    }
+
+    /// A client of the service `service` (resolved and remapped); see [`RosNode::server`].
+    pub fn client<Req: Message + Clone + 'static, Resp: Message + 'static>(
+        &mut self,
+        service: &str,
+        srv_type: (&str, &str),
+    ) -> Result<Client<Req, Resp>> {
+        let full = self.resolve(service)?;
+        let name = Name::parse(&full).map_err(|e| anyhow!("bad service name {full:?}: {e:?}"))?;
+        let qos = qos::service();
+        self.node
+            .create_client(
+                ServiceMapping::Enhanced,
+                &name,
+                &ServiceTypeName::new(srv_type.0, srv_type.1),
+                qos.clone(),
+                qos,
+            )
+            .map_err(|e| anyhow!("cannot call {full}: {e:?}"))
     }
 
     /// Waits until `topic` (resolved) has at least `n` subscriptions, or `timeout` passes;

@@ -34,6 +34,11 @@ pub fn latched() -> QosProfile {
     output().durability(Durability::TransientLocal).history(History::KeepLast { depth: 1 })
 }
 
+/// Services: reliable, volatile, keep-last 10, as rmw's default for services.
+pub fn service() -> QosProfile {
+    output().history(History::KeepLast { depth: 10 })
+}
+
 /// What a recorder or player uses for replayed images: reliable, keep-last 10.
 pub fn replay() -> QosProfile {
     output().history(History::KeepLast { depth: 10 })

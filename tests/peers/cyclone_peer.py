@@ -1,6 +1,6 @@
 """A ROS 2 peer on Cyclone DDS, as a node on rmw_cyclonedds would be: publishes one camera
-frame on rt/camera/image_raw until coin_sorter_node answers on rt/coin_sorter/detections,
-then prints the answer as JSON on stdout.
+frame on rt/camera/image_raw until coin_sorter_node answers on rt/coin_sorter/detections and
+rt/coin_sorter/detections_2d (vision_msgs), then prints both answers as JSON on stdout.
 
 Usage: cyclone_peer.py --raw FILE --width W --height H --encoding rgb8 --stamp-ns NS
 Bounded: gives up after --timeout seconds (exit 3). Run it inside scripts/netns.sh.
@@ -17,7 +17,7 @@ from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
-from ros_types import CoinDetectionArray, Header, Image, Time
+from ros_types import CoinDetectionArray, Detection2DArray, Header, Image, Time
 
 
 def main() -> int:
@@ -49,6 +49,11 @@ def main() -> int:
                         qos=Qos(Policy.Reliability.Reliable(duration(seconds=1)),
                                 Policy.History.KeepLast(1), xcdr1))
     reader = DataReader(participant, det_topic, qos=reliable)
+    vision_topic = Topic(participant, "rt/coin_sorter/detections_2d", Detection2DArray,
+                         qos=Qos(xcdr1))
+    vision_reader = DataReader(participant, vision_topic, qos=reliable)
+    answer = None
+    vision = None
 
     deadline = time.monotonic() + args.timeout
     next_send = 0.0
@@ -61,22 +66,36 @@ def main() -> int:
             next_send = now + 1.0
         for s in reader.take(N=100):
             st = s.header.stamp
-            if st.sec * 1_000_000_000 + st.nanosec != args.stamp_ns:
-                continue
+            if answer is None and st.sec * 1_000_000_000 + st.nanosec == args.stamp_ns:
+                answer = s
+        for v in vision_reader.take(N=100):
+            st = v.header.stamp
+            if vision is None and st.sec * 1_000_000_000 + st.nanosec == args.stamp_ns:
+                vision = v
+        if answer is not None and vision is not None:
             print(json.dumps({
                 "sent": sent,
-                "frame_id": s.header.frame_id,
+                "frame_id": answer.header.frame_id,
                 "stamp_ns": args.stamp_ns,
                 "detections": [{"coin_id": d.coin_id, "label": d.label,
                                 "confidence": d.confidence, "bin": d.bin,
                                 "rejected": d.rejected, "shift_score": d.shift_score,
                                 "out_of_distribution": d.out_of_distribution,
                                 "x": d.x, "y": d.y,
-                                "radius": d.radius} for d in s.detections],
+                                "radius": d.radius} for d in answer.detections],
+                "vision": [{"id": d.id, "frame_id": d.header.frame_id,
+                            "class_id": [r.hypothesis.class_id for r in d.results],
+                            "score": [r.hypothesis.score for r in d.results],
+                            "center": [d.bbox.center.position.x, d.bbox.center.position.y],
+                            "size": [d.bbox.size_x, d.bbox.size_y],
+                            "covariance_len": len(d.results[0].pose.covariance)
+                            if d.results else 0}
+                           for d in vision.detections],
             }))
             return 0
         time.sleep(0.05)
-    print(f"no detections for stamp {args.stamp_ns} within {args.timeout} s "
+    print(f"no detections (got {answer is not None}) and vision_msgs detections "
+          f"(got {vision is not None}) for stamp {args.stamp_ns} within {args.timeout} s "
           f"({sent} frames sent)", file=sys.stderr)
     return 3
 

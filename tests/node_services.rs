@@ -1,0 +1,300 @@
+//! The node's services over DDS, called from a client this test starts: `~/enable`
+//! (`std_srvs/srv/SetBool`) pauses classification (frames counted as paused, nothing
+//! published) and resumes it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use coin_sorter::msgs::coin_sorter::CoinDetectionArray;
+use coin_sorter::msgs::diagnostic_msgs::DiagnosticArray;
+use coin_sorter::msgs::sensor_msgs::Image;
+use coin_sorter::msgs::std_srvs::{SET_BOOL, SetBoolRequest, SetBoolResponse};
+use coin_sorter::params::RosArgs;
+use coin_sorter::transport::{RosNode, qos};
+use common::NodeProc;
+use futures::StreamExt;
+
+const NODE: &str = env!("CARGO_BIN_EXE_coin_sorter_node");
+
+#[test]
+fn enable_false_pauses_and_true_resumes_classification() {
+    common::require_private_network();
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_model(dir.path());
+    let domain = common::domain_id(9);
+    let args: Vec<String> = [
+        "--ros-args",
+        "-p",
+        &format!("model_path:={}", model.display()),
+        "-p",
+        "image_qos_reliability:=reliable",
+        "-p",
+        "image_qos_depth:=10",
+        "-p",
+        "diagnostics_period:=0.1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut node = NodeProc::start(NODE, "sorter", domain, &args, dir.path());
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut me = RosNode::in_domain("services_test", &RosArgs::default(), domain).unwrap();
+        let raw = me.publisher::<Image>("/camera/image_raw", qos::replay()).unwrap();
+        let dets = me
+            .subscription::<CoinDetectionArray>("/coin_sorter/detections", qos::output())
+            .unwrap();
+        let diags = me.subscription::<DiagnosticArray>("/diagnostics", qos::output()).unwrap();
+        let enable =
+            me.client::<SetBoolRequest, SetBoolResponse>("/coin_sorter/enable", SET_BOOL).unwrap();
+        let mut dets = std::pin::pin!(dets.async_stream());
+        let mut diags = std::pin::pin!(diags.async_stream());
+        let found =
+            tokio::time::timeout(Duration::from_secs(60), enable.wait_for_service(me.inner()))
+                .await;
+        assert!(found.is_ok(), "no ~/enable service; log:\n{}", node.log());
+
+        // A request sent before the server's reader has seen ours is lost: call until
+        // answered, a bounded number of times. A late answer to a lost-looking call means the
+        // repeat finds the state already set, which the messages tell apart.
+        let call = async |data: bool| -> SetBoolResponse {
+            for _ in 0..20 {
+                let answer = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    enable.async_call_service(SetBoolRequest { data }),
+                )
+                .await;
+                if let Ok(Ok(resp)) = answer {
+                    return resp;
+                }
+            }
+            panic!("~/enable {data} was never answered; log:\n{}", node.log());
+        };
+        let paused = call(false).await;
+        assert!(paused.success);
+        assert!(
+            paused.message.starts_with("classification paused")
+                || paused.message == "already paused",
+            "{}",
+            paused.message
+        );
+
+        // Frames sent while paused are received and counted, and nothing is published.
+        let n =
+            me.wait_for_subscribers("/camera/image_raw", 1, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(n, 1);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut stamp = 1;
+        loop {
+            assert!(Instant::now() < deadline, "no frame counted as paused; log:\n{}", node.log());
+            raw.publish(common::photo_frame(2, stamp)).unwrap();
+            stamp += 1;
+            let next = tokio::time::timeout(Duration::from_secs(1), diags.next()).await;
+            let Ok(Some(Ok((d, _)))) = next else { continue };
+            let value = |k: &str| {
+                d.status[0].values.iter().find(|kv| kv.key == k).map(|kv| kv.value.clone())
+            };
+            assert_eq!(value("enabled").as_deref(), Some("false"));
+            assert_eq!(value("frames_processed").as_deref(), Some("0"));
+            if value("frames_paused").is_some_and(|v| v != "0") {
+                break;
+            }
+        }
+        let quiet = tokio::time::timeout(Duration::from_secs(2), dets.next()).await;
+        assert!(quiet.is_err(), "detections were published while paused");
+
+        let resumed = call(true).await;
+        assert!(
+            ["classification resumed", "already classifying"].contains(&resumed.message.as_str()),
+            "{}",
+            resumed.message
+        );
+        assert_eq!(call(true).await.message, "already classifying");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let resume_stamp = 1_000_000;
+        loop {
+            assert!(Instant::now() < deadline, "no detections after resuming:\n{}", node.log());
+            raw.publish(common::photo_frame(2, resume_stamp)).unwrap();
+            let next = tokio::time::timeout(Duration::from_secs(1), dets.next()).await;
+            if let Ok(Some(Ok((d, _)))) = next {
+                assert_eq!(d.header.stamp.as_nanos(), resume_stamp, "a paused frame leaked");
+                assert_eq!(d.detections.len(), 3);
+                break;
+            }
+        }
+    });
+    assert!(node.stop(), "node did not exit cleanly; log:\n{}", node.log());
+    let log = node.log();
+    assert_eq!(log.matches("~/enable false: classification paused").count(), 1, "{log}");
+    assert_eq!(log.matches("~/enable true: classification resumed").count(), 1, "{log}");
+}
+
+/// A second tiny model that knows only 1e and 2e, so its answers are told apart from the
+/// first model's (which knows all eight classes).
+fn two_class_model(dir: &std::path::Path) -> std::path::PathBuf {
+    let data = dir.join("two_class_set");
+    common::coins_subset(&data, &["1e", "2e"], 4, 2);
+    let mut args = coin_sorter::train::TrainArgs::new(data);
+    args.out = dir.join("two_class/tiny.pt");
+    args.input_size = 32;
+    args.base_width = 8;
+    args.epochs = 1;
+    args.batch_size = 8;
+    args.max_steps = Some(2);
+    args.val_fraction = 0.5;
+    coin_sorter::train::run(&args).unwrap().model
+}
+
+/// Replaces the model files at `dst` (model and metadata) with those of `src`, each renamed
+/// into place whole.
+fn install(src: &std::path::Path, dst: &std::path::Path) {
+    for ext in ["pt", "json"] {
+        let tmp = dst.with_extension(format!("{ext}.new"));
+        std::fs::copy(src.with_extension(ext), &tmp).unwrap();
+        std::fs::rename(&tmp, dst.with_extension(ext)).unwrap();
+    }
+}
+
+#[test]
+fn reload_model_swaps_between_frames_and_refuses_a_bad_file() {
+    use coin_sorter::msgs::std_srvs::{TRIGGER, TriggerRequest, TriggerResponse};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    common::require_private_network();
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_model(dir.path());
+    let second = two_class_model(dir.path());
+    let domain = common::domain_id(10);
+    let args: Vec<String> = [
+        "--ros-args",
+        "-p",
+        &format!("model_path:={}", model.display()),
+        "-p",
+        "image_qos_reliability:=reliable",
+        "-p",
+        "image_qos_depth:=10",
+        // Every frame is the same photo: one command per detection keeps this about models.
+        "-p",
+        "tracking:=false",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut node = NodeProc::start(NODE, "sorter", domain, &args, dir.path());
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let answered = AtomicUsize::new(0);
+    let done = AtomicBool::new(false);
+    // (frame index, labels) of every answered frame, and the index answered last before each
+    // reload answer came back.
+    let (labels, swapped_at) = rt.block_on(async {
+        let mut me = RosNode::in_domain("reload_test", &RosArgs::default(), domain).unwrap();
+        let raw = me.publisher::<Image>("/camera/image_raw", qos::replay()).unwrap();
+        let dets = me
+            .subscription::<CoinDetectionArray>("/coin_sorter/detections", qos::output())
+            .unwrap();
+        let reload = me
+            .client::<TriggerRequest, TriggerResponse>("/coin_sorter/reload_model", TRIGGER)
+            .unwrap();
+        let mut dets = std::pin::pin!(dets.async_stream());
+        let n =
+            me.wait_for_subscribers("/camera/image_raw", 1, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(n, 1, "the node never subscribed; log:\n{}", node.log());
+        let found =
+            tokio::time::timeout(Duration::from_secs(60), reload.wait_for_service(me.inner()))
+                .await;
+        assert!(found.is_ok(), "no ~/reload_model service; log:\n{}", node.log());
+
+        let frames = async {
+            let mut labels: Vec<(usize, Vec<String>)> = Vec::new();
+            for i in 0..80usize {
+                if done.load(Ordering::SeqCst) {
+                    break;
+                }
+                let stamp = 1_000 + i as i64;
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut next_send = Instant::now();
+                loop {
+                    assert!(Instant::now() < deadline, "frame {i} lost; log:\n{}", node.log());
+                    // The first frame may meet a reader that has not matched us yet.
+                    if i == 0 && Instant::now() >= next_send {
+                        raw.publish(common::photo_frame(2, stamp)).unwrap();
+                        next_send = Instant::now() + Duration::from_secs(2);
+                    } else if i > 0 && next_send <= Instant::now() {
+                        raw.publish(common::photo_frame(2, stamp)).unwrap();
+                        next_send = deadline;
+                    }
+                    let next = tokio::time::timeout(Duration::from_millis(200), dets.next()).await;
+                    if let Ok(Some(Ok((d, _)))) = next
+                        && d.header.stamp.as_nanos() == stamp
+                    {
+                        assert_eq!(d.detections.len(), 3, "frame {i}");
+                        labels.push((i, d.detections.iter().map(|c| c.label.clone()).collect()));
+                        answered.store(i + 1, Ordering::SeqCst);
+                        break;
+                    }
+                }
+            }
+            labels
+        };
+        let swaps = async {
+            let wait_for = async |n: usize| {
+                let deadline = Instant::now() + Duration::from_secs(120);
+                while answered.load(Ordering::SeqCst) < n {
+                    assert!(Instant::now() < deadline, "frames stopped; log:\n{}", node.log());
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            let call = async || -> TriggerResponse {
+                for _ in 0..20 {
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        reload.async_call_service(TriggerRequest::default()),
+                    )
+                    .await;
+                    if let Ok(Ok(resp)) = r {
+                        return resp;
+                    }
+                }
+                panic!("~/reload_model was never answered; log:\n{}", node.log());
+            };
+            wait_for(3).await;
+            install(&second, &model);
+            let ok = call().await;
+            let first = answered.load(Ordering::SeqCst);
+            assert!(ok.success, "{}", ok.message);
+            assert!(ok.message.contains(&model.display().to_string()), "{}", ok.message);
+            wait_for(first + 3).await;
+            std::fs::write(&model, b"not a TorchScript file").unwrap();
+            let bad = call().await;
+            let second_at = answered.load(Ordering::SeqCst);
+            assert!(!bad.success, "a broken file was accepted: {}", bad.message);
+            assert!(bad.message.contains(&model.display().to_string()), "{}", bad.message);
+            wait_for(second_at + 3).await;
+            done.store(true, Ordering::SeqCst);
+            first
+        };
+        let (labels, first) = tokio::join!(frames, swaps);
+        (labels, first)
+    });
+    assert!(node.stop(), "node did not exit cleanly; log:\n{}", node.log());
+    let two = ["1e".to_string(), "2e".to_string()];
+    let before = &labels[..3];
+    assert!(
+        before.iter().any(|(_, l)| l.iter().any(|x| !two.contains(x))),
+        "the first model must answer something besides 1e and 2e for the swap to show: \
+         {before:?}"
+    );
+    let after: Vec<&(usize, Vec<String>)> =
+        labels.iter().filter(|(i, _)| *i > swapped_at).collect();
+    assert!(after.len() >= 6, "{} frames after the swap", after.len());
+    for (i, l) in after {
+        assert!(l.iter().all(|x| two.contains(x)), "frame {i} after the swap: {l:?}");
+    }
+    let indices: Vec<usize> = labels.iter().map(|(i, _)| *i).collect();
+    assert_eq!(indices, (0..labels.len()).collect::<Vec<_>>(), "every frame answered, in order");
+    let log = node.log();
+    assert_eq!(log.matches("~/reload_model refused").count(), 1, "{log}");
+}
