@@ -1,6 +1,7 @@
 //! The node's services over DDS, called from a client this test starts: `~/enable`
 //! (`std_srvs/srv/SetBool`) pauses classification (frames counted as paused, nothing
-//! published) and resumes it.
+//! published) and resumes it, and says so on `/rosout`; `~/reload_model`
+//! (`std_srvs/srv/Trigger`) swaps the model between frames.
 
 mod common;
 
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use coin_sorter::msgs::coin_sorter::CoinDetectionArray;
 use coin_sorter::msgs::diagnostic_msgs::DiagnosticArray;
+use coin_sorter::msgs::rcl_interfaces::Log;
 use coin_sorter::msgs::sensor_msgs::Image;
 use coin_sorter::msgs::std_srvs::{SET_BOOL, SetBoolRequest, SetBoolResponse};
 use coin_sorter::params::RosArgs;
@@ -47,6 +49,7 @@ fn enable_false_pauses_and_true_resumes_classification() {
             .subscription::<CoinDetectionArray>("/coin_sorter/detections", qos::output())
             .unwrap();
         let diags = me.subscription::<DiagnosticArray>("/diagnostics", qos::output()).unwrap();
+        let rosout = me.subscription::<Log>("/rosout", qos::rosout()).unwrap();
         let enable =
             me.client::<SetBoolRequest, SetBoolResponse>("/coin_sorter/enable", SET_BOOL).unwrap();
         let mut dets = std::pin::pin!(dets.async_stream());
@@ -112,6 +115,25 @@ fn enable_false_pauses_and_true_resumes_classification() {
             resumed.message
         );
         assert_eq!(call(true).await.message, "already classifying");
+        // The service's log line reached /rosout as rcl_interfaces/Log from this node.
+        let mut rosout = std::pin::pin!(rosout.async_stream());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let line = loop {
+            assert!(Instant::now() < deadline, "no /rosout line; log:\n{}", node.log());
+            let next = tokio::time::timeout(Duration::from_secs(1), rosout.next()).await;
+            if let Ok(Some(Ok((l, _)))) = next
+                && l.msg.contains("~/enable false")
+            {
+                break l;
+            }
+        };
+        assert_eq!((line.name.as_str(), line.level), ("coin_sorter", Log::INFO));
+        assert!(
+            line.msg.ends_with("classification paused; incoming frames are counted and dropped")
+                || line.msg.ends_with("already paused"),
+            "{line:?}"
+        );
+        assert!(line.file.ends_with("sorter.rs") && line.line > 0, "{line:?}");
         let deadline = Instant::now() + Duration::from_secs(30);
         let resume_stamp = 1_000_000;
         loop {

@@ -4,6 +4,7 @@
 pub mod coin_sorter;
 pub mod definitions;
 pub mod diagnostic_msgs;
+pub mod rcl_interfaces;
 pub mod sensor_msgs;
 pub mod std_msgs;
 pub mod std_srvs;

@@ -1,9 +1,11 @@
 //! Transport: ROS 2 over DDS through `ros2-client`. Nothing in here knows about coins; the
 //! algorithm modules know nothing about DDS.
 
+pub mod discovery;
 pub mod names;
 pub mod netns;
 pub mod qos;
+pub mod rosout;
 pub mod throttle;
 
 use std::collections::BTreeMap;
@@ -11,11 +13,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
+use discovery::DiscoveryRange;
+use ros2_client::dds::rustdds::DomainParticipantBuilder;
 use ros2_client::service::{Client, Server, ServiceMapping};
-use ros2_client::{Context, ContextOptions, MessageTypeName, Name, Node, NodeName, NodeOptions};
+use ros2_client::{Context, MessageTypeName, Name, Node, NodeName, NodeOptions};
 use ros2_client::{Message, Publisher, QosProfile, ServiceTypeName, Subscription};
 
 use crate::msgs::RosMessage;
+use crate::msgs::rcl_interfaces::Log;
 use crate::params::RosArgs;
 
 /// The DDS domain from `ROS_DOMAIN_ID` (default 0); an invalid value is an error naming it.
@@ -48,21 +53,56 @@ impl RosNode {
     /// Joins the ROS 2 graph as `/namespace/name` (after `--ros-args` overrides) on the
     /// domain `ROS_DOMAIN_ID` names, and starts the node's spinner on the current tokio
     /// runtime.
+    /// The first node of a process also publishes the process's logs on `/rosout`.
     pub fn new(default_name: &str, args: &RosArgs) -> Result<Self> {
-        Self::in_domain(default_name, args, domain_id_from_env()?)
+        let mut node = Self::in_domain(default_name, args, domain_id_from_env()?)?;
+        node.forward_logs()?;
+        Ok(node)
+    }
+
+    /// Publishes this process's `tracing` events on `/rosout` under this node's name, unless
+    /// another node of the process already does.
+    pub fn forward_logs(&mut self) -> Result<()> {
+        let Some(lines) = rosout::start(&self.fully_qualified_name()) else { return Ok(()) };
+        let publisher = self.publisher::<Log>("/rosout", qos::rosout())?;
+        // A plain thread: the channel's receiving end blocks, and it must outlive any one
+        // async task.
+        std::thread::Builder::new()
+            .name("rosout".into())
+            .spawn(move || {
+                for log in lines {
+                    if publisher.publish(log).is_err() {
+                        break;
+                    }
+                }
+            })
+            .context("cannot start the /rosout thread")?;
+        Ok(())
     }
 
     /// Like [`RosNode::new`] on an explicit DDS domain.
     pub fn in_domain(default_name: &str, args: &RosArgs, domain: u16) -> Result<Self> {
         let name = args.node_name.clone().unwrap_or_else(|| default_name.to_string());
         let namespace = names::normalise_namespace(args.namespace.as_deref().unwrap_or("/"))?;
-        let context = Context::with_options(ContextOptions::new().domain_id(domain))
+        let (range, warnings) = discovery::from_env()?;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        let mut participant = DomainParticipantBuilder::new(domain);
+        if range == DiscoveryRange::Localhost {
+            participant = participant.with_only_networks([std::net::Ipv4Addr::LOCALHOST]);
+        }
+        let participant = participant
+            .build()
             .map_err(|e| anyhow!("cannot start DDS on domain {domain}: {e:?}"))?;
+        let context = Context::from_domain_participant(participant)
+            .map_err(|e| anyhow!("cannot start ROS 2 on DDS domain {domain}: {e:?}"))?;
         let mut node = context
             .new_node(
                 NodeName::new(&namespace, &name)
                     .map_err(|e| anyhow!("bad node name {name:?}: {e:?}"))?,
-                NodeOptions::new().enable_rosout(true),
+                // Our own /rosout publisher carries the logs (see `rosout`).
+                NodeOptions::new().enable_rosout(false),
             )
             .map_err(|e| anyhow!("cannot create node {name}: {e:?}"))?;
         let spinner = node.spinner().map_err(|e| anyhow!("cannot start spinner: {e:?}"))?;

@@ -34,6 +34,12 @@ pub fn latched() -> QosProfile {
     output().durability(Durability::TransientLocal).history(History::KeepLast { depth: 1 })
 }
 
+/// `/rosout` as rcl writes it: reliable, transient-local, keep-last 1000, so a late
+/// `ros2 topic echo /rosout` still sees the start-up lines.
+pub fn rosout() -> QosProfile {
+    output().durability(Durability::TransientLocal).history(History::KeepLast { depth: 1000 })
+}
+
 /// Services: reliable, volatile, keep-last 10, as rmw's default for services.
 pub fn service() -> QosProfile {
     output().history(History::KeepLast { depth: 10 })
