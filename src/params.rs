@@ -131,6 +131,18 @@ impl ParamSet {
         Ok(())
     }
 
+    /// Sets `name` to `value`, which must have the declared type.
+    pub fn set_value(&mut self, name: &str, value: ParamValue) -> Result<()> {
+        let Some(current) = self.values.get(name) else {
+            bail!("unknown parameter {name:?}");
+        };
+        if std::mem::discriminant(current) != std::mem::discriminant(&value) {
+            bail!("parameter {name:?} expects {}, got {}", current.type_name(), value.type_name());
+        }
+        self.values.insert(name.to_string(), value);
+        Ok(())
+    }
+
     /// The value of a declared parameter.
     pub fn get(&self, name: &str) -> Option<&ParamValue> {
         self.values.get(name)
@@ -363,10 +375,7 @@ pub fn help_text(program: &str, about: &str, specs: &[ParamSpec]) -> String {
     );
     for p in specs {
         let v = p.default.value();
-        // Parameter services are not served yet, so every change needs a restart; `dynamic`
-        // marks the ones a future `ros2 param set` may change live.
-        let when =
-            if p.dynamic { "restart to change (live change planned)" } else { "restart to change" };
+        let when = if p.dynamic { "ros2 param set applies it live" } else { "restart to change" };
         s.push_str(&format!(
             "  {} ({}, default {}; {})\n      {}\n",
             p.name,

@@ -185,6 +185,14 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Changes the tracking settings, keeping the live tracks; does nothing with tracking off.
+    pub fn set_track_params(&mut self, params: TrackParams) -> anyhow::Result<()> {
+        match &mut self.tracker {
+            Some(t) => t.set_params(params),
+            None => Ok(()),
+        }
+    }
+
     /// The shift check in use, if the monitor is on.
     pub fn shift(&self) -> Option<&ShiftCheck> {
         self.shift.as_ref()

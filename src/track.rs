@@ -214,6 +214,14 @@ impl Tracker {
         &self.params
     }
 
+    /// Changes the settings from the next frame on, keeping the live tracks; fails (and keeps
+    /// the old settings) on settings [`TrackParams::check`] refuses.
+    pub fn set_params(&mut self, params: TrackParams) -> Result<()> {
+        params.check()?;
+        self.params = params;
+        Ok(())
+    }
+
     /// Live tracks (coins in view or recently seen).
     pub fn live(&self) -> usize {
         self.tracks.len()

@@ -320,3 +320,127 @@ fn reload_model_swaps_between_frames_and_refuses_a_bad_file() {
     let log = node.log();
     assert_eq!(log.matches("~/reload_model refused").count(), 1, "{log}");
 }
+
+#[test]
+fn parameters_are_served_and_safe_ones_apply_live() {
+    use ros2_client::parameters::ParameterValue as Ros;
+    use ros2_client::parameters::raw;
+    use ros2_client::rcl_interfaces::{
+        GetParametersRequest, GetParametersResponse, SetParametersRequest, SetParametersResponse,
+    };
+
+    common::require_private_network();
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_model(dir.path());
+    let domain = common::domain_id(11);
+    let args: Vec<String> = [
+        "--ros-args",
+        "-p",
+        &format!("model_path:={}", model.display()),
+        "-p",
+        "image_qos_reliability:=reliable",
+        "-p",
+        "image_qos_depth:=10",
+        "-p",
+        "tracking:=false",
+        // Only the confidence threshold may send a coin to the reject bin here.
+        "-p",
+        "shift_score:=off",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut node = NodeProc::start(NODE, "sorter", domain, &args, dir.path());
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut me = RosNode::in_domain("params_test", &RosArgs::default(), domain).unwrap();
+        let raw_pub = me.publisher::<Image>("/camera/image_raw", qos::replay()).unwrap();
+        let dets = me
+            .subscription::<CoinDetectionArray>("/coin_sorter/detections", qos::output())
+            .unwrap();
+        let set = me
+            .client::<SetParametersRequest, SetParametersResponse>(
+                "/coin_sorter/set_parameters",
+                ("rcl_interfaces", "SetParameters"),
+            )
+            .unwrap();
+        let get = me
+            .client::<GetParametersRequest, GetParametersResponse>(
+                "/coin_sorter/get_parameters",
+                ("rcl_interfaces", "GetParameters"),
+            )
+            .unwrap();
+        let mut dets = std::pin::pin!(dets.async_stream());
+        for ok in [
+            tokio::time::timeout(Duration::from_secs(60), set.wait_for_service(me.inner())).await,
+            tokio::time::timeout(Duration::from_secs(60), get.wait_for_service(me.inner())).await,
+        ] {
+            assert!(ok.is_ok(), "no parameter services; log:\n{}", node.log());
+        }
+        // Each call repeats until answered (a request sent before the server matched us is
+        // lost); setting a value twice gives the same answer.
+        let set_one = async |name: &str, value: Ros| -> raw::SetParametersResult {
+            let request = SetParametersRequest {
+                parameter: vec![raw::Parameter { name: name.into(), value: value.into() }],
+            };
+            for _ in 0..20 {
+                let r = tokio::time::timeout(
+                    Duration::from_secs(3),
+                    set.async_call_service(request.clone()),
+                )
+                .await;
+                if let Ok(Ok(mut resp)) = r {
+                    assert_eq!(resp.results.len(), 1);
+                    return resp.results.remove(0);
+                }
+            }
+            panic!("set_parameters {name} never answered; log:\n{}", node.log());
+        };
+
+        let changed = set_one("confidence_threshold", Ros::Double(1.0)).await;
+        assert!(changed.successful, "{}", changed.reason);
+        let restart = set_one("image_topic", Ros::String("/other".into())).await;
+        assert!(!restart.successful);
+        assert!(restart.reason.contains("restart"), "{}", restart.reason);
+        let bad = set_one("confidence_threshold", Ros::Double(2.0)).await;
+        assert!(!bad.successful);
+        assert!(bad.reason.contains("confidence_threshold 2"), "{}", bad.reason);
+        let unknown_bin = set_one("bin_table", Ros::StringArray(vec!["1e:a".into()])).await;
+        assert!(!unknown_bin.successful, "a bin table without every label must be refused");
+
+        let request = GetParametersRequest {
+            names: vec!["confidence_threshold".into(), "image_topic".into()],
+        };
+        let values = tokio::time::timeout(Duration::from_secs(10), get.async_call_service(request))
+            .await
+            .unwrap()
+            .unwrap()
+            .values;
+        assert_eq!(values.len(), 2);
+        assert_eq!((values[0].ptype, values[0].double_value), (3, 1.0));
+        assert_eq!(values[1].string_value, "/camera/image_raw");
+
+        // Confidence can never reach 1.0 here, so every coin of the next frame is rejected.
+        let n =
+            me.wait_for_subscribers("/camera/image_raw", 1, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(n, 1);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let frame = loop {
+            assert!(Instant::now() < deadline, "no detections; log:\n{}", node.log());
+            raw_pub.publish(common::photo_frame(2, 42)).unwrap();
+            if let Ok(Some(Ok((d, _)))) =
+                tokio::time::timeout(Duration::from_secs(2), dets.next()).await
+            {
+                break d;
+            }
+        };
+        assert_eq!(frame.detections.len(), 3);
+        for d in &frame.detections {
+            assert!(d.rejected && d.bin == "reject", "{d:?}");
+        }
+    });
+    assert!(node.stop(), "node did not exit cleanly; log:\n{}", node.log());
+    let log = node.log();
+    assert_eq!(log.matches("parameter confidence_threshold set to").count(), 1, "{log}");
+}

@@ -3,6 +3,7 @@
 
 pub mod actuator;
 pub mod latest;
+pub mod live_params;
 pub mod player;
 pub mod sorter;
 

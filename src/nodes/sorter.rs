@@ -466,7 +466,7 @@ pub fn run(args: RosArgs, params: ParamSet) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(serve(args, cfg, pipeline, shift))
+    rt.block_on(serve(args, params, cfg, pipeline, shift))
 }
 
 /// What the diagnostics say about the monitor besides the live stream state.
@@ -478,11 +478,19 @@ enum ShiftInfo {
 
 async fn serve(
     args: RosArgs,
+    params: ParamSet,
     cfg: SorterConfig,
     pipeline: Pipeline,
     shift: ShiftInfo,
 ) -> Result<()> {
-    let mut node = RosNode::new(NODE_NAME, &args)?;
+    let (params_tx, params_rx) = std::sync::mpsc::channel::<ParamSet>();
+    let labels = pipeline.classifier().metadata().labels.clone();
+    let check = move |p: &ParamSet| {
+        let cfg = SorterConfig::from_params(p)?;
+        cfg.bins.check_labels(&labels)
+    };
+    let options = super::live_params::node_options(&params, PARAMS, check, params_tx);
+    let mut node = RosNode::with_options(NODE_NAME, &args, options)?;
     let det_pub = node.publisher::<CoinDetectionArray>("~/detections", qos::output())?;
     let vision_pub = node.publisher::<Detection2DArray>("~/detections_2d", qos::output())?;
     let cmd_pub = node.publisher::<SortCommand>("~/sort_commands", qos::output())?;
@@ -502,8 +510,8 @@ async fn serve(
             .name("classify".into())
             .spawn(move || {
                 let out = Outputs { det_pub, vision_pub, cmd_pub, state };
-                let swaps = Swaps { requests: swap_rx, shift };
-                classify_loop(pipeline, &latest, &stop, &counters, period, out, &swaps)
+                let mut controls = Controls { swaps: swap_rx, params: params_rx, shift };
+                classify_loop(pipeline, &latest, &stop, &counters, period, out, &mut controls)
             })
             .context("cannot start the classification thread")?
     };
@@ -614,10 +622,46 @@ struct Swap {
     reply: tokio::sync::oneshot::Sender<Result<ShiftStatus, String>>,
 }
 
-/// Model swaps for the classification thread, with the monitor settings a new model gets.
-struct Swaps {
-    requests: std::sync::mpsc::Receiver<Swap>,
+/// What changes the classification thread's pipeline between frames: model swaps, parameter
+/// changes, and the monitor settings in force (which a new model gets).
+struct Controls {
+    swaps: std::sync::mpsc::Receiver<Swap>,
+    params: std::sync::mpsc::Receiver<ParamSet>,
     shift: ShiftSettings,
+}
+
+impl Controls {
+    /// Applies every waiting swap and parameter change to `pipeline`.
+    fn apply(&mut self, pipeline: &mut Pipeline, state: &Mutex<Option<StreamState>>) {
+        while let Ok(p) = self.params.try_recv() {
+            // The set was checked whole before it was sent; a failure here is a bug.
+            let applied = SorterConfig::from_params(&p).and_then(|cfg| {
+                pipeline.set_locate(cfg.locate);
+                pipeline.set_bins(cfg.bins)?;
+                if let Some(t) = cfg.tracking {
+                    pipeline.set_track_params(t)?;
+                }
+                if cfg.shift != self.shift {
+                    pipeline.with_shift(&cfg.shift)?;
+                    self.shift = cfg.shift;
+                    *state.lock().unwrap_or_else(|e| e.into_inner()) =
+                        pipeline.shift().map(|c| c.state());
+                }
+                Ok(())
+            });
+            if let Err(e) = applied {
+                tracing::error!("could not apply a parameter change ({e:#}); keeping the rest");
+            }
+        }
+        while let Ok(Swap { classifier, reply }) = self.swaps.try_recv() {
+            let result = pipeline.replace_classifier(classifier, &self.shift);
+            if result.is_ok() {
+                *state.lock().unwrap_or_else(|e| e.into_inner()) =
+                    pipeline.shift().map(|c| c.state());
+            }
+            let _ = reply.send(result.map_err(|e| format!("{e:#}")));
+        }
+    }
 }
 
 fn classify_loop(
@@ -627,23 +671,19 @@ fn classify_loop(
     counters: &Counters,
     throttle_period: Duration,
     out_to: Outputs,
-    swaps: &Swaps,
+    controls: &mut Controls,
 ) {
     let Outputs { det_pub, vision_pub, cmd_pub, state } = out_to;
     let mut throttle = Throttle::new(throttle_period);
     while !stop.load(Ordering::SeqCst) {
-        // Between two frames, so no frame is half processed by one model and half by another.
-        while let Ok(Swap { classifier, reply }) = swaps.requests.try_recv() {
-            let result = pipeline.replace_classifier(classifier, &swaps.shift);
-            if result.is_ok() {
-                *state.lock().unwrap_or_else(|p| p.into_inner()) =
-                    pipeline.shift().map(|c| c.state());
-            }
-            let _ = reply.send(result.map_err(|e| format!("{e:#}")));
-        }
+        // Between two frames, so no frame is half processed under one model or setting and
+        // half under another.
+        controls.apply(&mut pipeline, &state);
         let Some(Arrival { frame, topic }) = latest.take_timeout(Duration::from_millis(100)) else {
             continue;
         };
+        // A change acknowledged while we waited applies to this frame already.
+        controls.apply(&mut pipeline, &state);
         let stamp = frame.header().stamp;
         match pipeline.process(&frame) {
             Ok(out) => {

@@ -55,7 +55,12 @@ impl RosNode {
     /// runtime.
     /// The first node of a process also publishes the process's logs on `/rosout`.
     pub fn new(default_name: &str, args: &RosArgs) -> Result<Self> {
-        let mut node = Self::in_domain(default_name, args, domain_id_from_env()?)?;
+        Self::with_options(default_name, args, NodeOptions::new())
+    }
+
+    /// Like [`RosNode::new`] with `options` (declared parameters, parameter services).
+    pub fn with_options(default_name: &str, args: &RosArgs, options: NodeOptions) -> Result<Self> {
+        let mut node = Self::create(default_name, args, domain_id_from_env()?, options)?;
         node.forward_logs()?;
         Ok(node)
     }
@@ -82,6 +87,15 @@ impl RosNode {
 
     /// Like [`RosNode::new`] on an explicit DDS domain.
     pub fn in_domain(default_name: &str, args: &RosArgs, domain: u16) -> Result<Self> {
+        Self::create(default_name, args, domain, NodeOptions::new())
+    }
+
+    fn create(
+        default_name: &str,
+        args: &RosArgs,
+        domain: u16,
+        options: NodeOptions,
+    ) -> Result<Self> {
         let name = args.node_name.clone().unwrap_or_else(|| default_name.to_string());
         let namespace = names::normalise_namespace(args.namespace.as_deref().unwrap_or("/"))?;
         let (range, warnings) = discovery::from_env()?;
@@ -102,7 +116,7 @@ impl RosNode {
                 NodeName::new(&namespace, &name)
                     .map_err(|e| anyhow!("bad node name {name:?}: {e:?}"))?,
                 // Our own /rosout publisher carries the logs (see `rosout`).
-                NodeOptions::new().enable_rosout(false),
+                options.enable_rosout(false),
             )
             .map_err(|e| anyhow!("cannot create node {name}: {e:?}"))?;
         let spinner = node.spinner().map_err(|e| anyhow!("cannot start spinner: {e:?}"))?;
