@@ -8,6 +8,7 @@
 //! test score wrong, [`plots`] draws curves and confusion matrices, [`params`] reads ROS 2
 //! parameters and [`msgs`] defines every message.
 
+pub mod annotate;
 pub mod audit;
 pub mod bag;
 pub mod classify;

@@ -82,6 +82,8 @@ pub struct FrameOutput {
     pub shift: Option<StreamState>,
     /// The new level when this frame changed it.
     pub shift_change: Option<ShiftLevel>,
+    /// The decoded frame, when [`Pipeline::keep_images`] asked for it.
+    pub image: Option<RgbImage>,
 }
 
 /// Why a frame produced nothing. Decode errors are the sender's fault; the others are ours.
@@ -115,6 +117,7 @@ pub struct Pipeline {
     shift: Option<ShiftCheck>,
     tracker: Option<Tracker>,
     next_coin_id: u32,
+    keep_images: bool,
 }
 
 /// Whether the shift monitor runs, and why not when it does not.
@@ -136,7 +139,15 @@ impl Pipeline {
         bins: BinTable,
     ) -> anyhow::Result<Self> {
         bins.check_labels(&classifier.metadata().labels)?;
-        Ok(Self { classifier, locate, bins, shift: None, tracker: None, next_coin_id: 1 })
+        Ok(Self {
+            classifier,
+            locate,
+            bins,
+            shift: None,
+            tracker: None,
+            next_coin_id: 1,
+            keep_images: false,
+        })
     }
 
     /// Turns the shift monitor on with `settings` when the model carries statistics and the
@@ -183,6 +194,12 @@ impl Pipeline {
     pub fn with_tracking(&mut self, params: Option<TrackParams>) -> anyhow::Result<()> {
         self.tracker = params.map(Tracker::new).transpose()?;
         Ok(())
+    }
+
+    /// Whether [`FrameOutput::image`] carries the decoded frame (for a debug image); off, the
+    /// frame is dropped after classification as before.
+    pub fn keep_images(&mut self, keep: bool) {
+        self.keep_images = keep;
     }
 
     /// Changes the tracking settings, keeping the live tracks; does nothing with tracking off.
@@ -323,6 +340,7 @@ impl Pipeline {
             },
             shift: self.shift.as_ref().map(ShiftCheck::state),
             shift_change,
+            image: self.keep_images.then_some(img),
         })
     }
 }

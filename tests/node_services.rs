@@ -322,7 +322,7 @@ fn reload_model_swaps_between_frames_and_refuses_a_bad_file() {
 }
 
 #[test]
-fn parameters_are_served_and_safe_ones_apply_live() {
+fn parameters_are_served_and_safe_ones_apply_live_and_the_debug_image_shows_it() {
     use ros2_client::parameters::ParameterValue as Ros;
     use ros2_client::parameters::raw;
     use ros2_client::rcl_interfaces::{
@@ -346,6 +346,8 @@ fn parameters_are_served_and_safe_ones_apply_live() {
         // Only the confidence threshold may send a coin to the reject bin here.
         "-p",
         "shift_score:=off",
+        "-p",
+        "debug_image:=true",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -359,6 +361,13 @@ fn parameters_are_served_and_safe_ones_apply_live() {
         let dets = me
             .subscription::<CoinDetectionArray>("/coin_sorter/detections", qos::output())
             .unwrap();
+        let debug = me
+            .subscription::<Image>(
+                "/coin_sorter/debug_image",
+                qos::image("best_effort", 1).unwrap(),
+            )
+            .unwrap();
+        let mut debug = std::pin::pin!(debug.async_stream());
         let set = me
             .client::<SetParametersRequest, SetParametersResponse>(
                 "/coin_sorter/set_parameters",
@@ -439,6 +448,30 @@ fn parameters_are_served_and_safe_ones_apply_live() {
         for d in &frame.detections {
             assert!(d.rejected && d.bin == "reject", "{d:?}");
         }
+        // The debug image: the same frame with each rejected coin's circle drawn in red.
+        let sent = common::photo_frame(2, 42);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let drawn = loop {
+            assert!(Instant::now() < deadline, "no debug image; log:\n{}", node.log());
+            let next = tokio::time::timeout(Duration::from_secs(2), debug.next()).await;
+            if let Ok(Some(Ok((img, _)))) = next
+                && img.header.stamp.as_nanos() == 42
+            {
+                break img;
+            }
+            raw_pub.publish(common::photo_frame(2, 42)).unwrap();
+        };
+        assert_eq!(
+            (drawn.width, drawn.height, drawn.encoding.as_str()),
+            (sent.width, sent.height, "rgb8")
+        );
+        for d in &frame.detections {
+            let (x, y) = ((d.x + d.radius).round() as usize, d.y.round() as usize);
+            let i = (y * sent.width as usize + x.min(sent.width as usize - 1)) * 3;
+            assert_eq!(&drawn.data[i..i + 3], [220, 40, 40], "coin {} at ({x}, {y})", d.coin_id);
+        }
+        let changed = drawn.data.iter().zip(&sent.data).filter(|(a, b)| a != b).count();
+        assert!(changed < sent.data.len() / 5, "{changed} bytes changed: more than outlines");
     });
     assert!(node.stop(), "node did not exit cleanly; log:\n{}", node.log());
     let log = node.log();

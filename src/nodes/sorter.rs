@@ -221,6 +221,12 @@ pub const PARAMS: &[ParamSpec] = &[
         dynamic: true,
     },
     ParamSpec {
+        name: "debug_image",
+        default: D::Bool(false),
+        help: "publish ~/debug_image: the frame with each coin's circle and label drawn",
+        dynamic: false,
+    },
+    ParamSpec {
         name: "image_qos_reliability",
         default: D::Str("best_effort"),
         help: "image subscription reliability: best_effort or reliable",
@@ -260,6 +266,8 @@ pub struct SorterConfig {
     /// `None` with tracking off.
     pub tracking: Option<TrackParams>,
     pub image_qos: ros2_client::QosProfile,
+    /// Whether `~/debug_image` is published.
+    pub debug_image: bool,
     pub diagnostics_period: Duration,
     pub log_throttle_period: Duration,
 }
@@ -382,6 +390,7 @@ impl SorterConfig {
                 let track = track_params(p)?;
                 p.boolean("tracking").then_some(track)
             },
+            debug_image: p.boolean("debug_image"),
             image_qos: qos::image(
                 &p.string("image_qos_reliability"),
                 p.integer("image_qos_depth"),
@@ -434,6 +443,7 @@ pub fn run(args: RosArgs, params: ParamSet) -> Result<()> {
     let mut pipeline = Pipeline::new(classifier, cfg.locate.clone(), cfg.bins.clone())
         .context("bin_table does not fit the model")?;
     pipeline.with_tracking(cfg.tracking)?;
+    pipeline.keep_images(cfg.debug_image);
     let shift = match pipeline.with_shift(&cfg.shift)? {
         ShiftStatus::On => {
             let check = pipeline.shift().context("the shift monitor is on but has no check")?;
@@ -493,6 +503,11 @@ async fn serve(
     let mut node = RosNode::with_options(NODE_NAME, &args, options)?;
     let det_pub = node.publisher::<CoinDetectionArray>("~/detections", qos::output())?;
     let vision_pub = node.publisher::<Detection2DArray>("~/detections_2d", qos::output())?;
+    // Off by default: no publisher exists and no frame is kept or drawn.
+    let debug_pub = match cfg.debug_image {
+        true => Some(node.publisher::<Image>("~/debug_image", qos::image("best_effort", 1)?)?),
+        false => None,
+    };
     let cmd_pub = node.publisher::<SortCommand>("~/sort_commands", qos::output())?;
     let diag_pub = node.publisher::<DiagnosticArray>("/diagnostics", qos::output())?;
     let counters = Counters::with_keys(COUNTERS);
@@ -509,7 +524,7 @@ async fn serve(
         std::thread::Builder::new()
             .name("classify".into())
             .spawn(move || {
-                let out = Outputs { det_pub, vision_pub, cmd_pub, state };
+                let out = Outputs { det_pub, vision_pub, debug_pub, cmd_pub, state };
                 let mut controls = Controls { swaps: swap_rx, params: params_rx, shift };
                 classify_loop(pipeline, &latest, &stop, &counters, period, out, &mut controls)
             })
@@ -611,6 +626,8 @@ struct Outputs {
     det_pub: Publisher<CoinDetectionArray>,
     /// The same detections as `vision_msgs`, for rviz, Foxglove and generic consumers.
     vision_pub: Publisher<Detection2DArray>,
+    /// `~/debug_image`, when the `debug_image` parameter is on.
+    debug_pub: Option<Publisher<Image>>,
     cmd_pub: Publisher<SortCommand>,
     /// The shift monitor's stream state after the last frame, for `/diagnostics`.
     state: Arc<Mutex<Option<StreamState>>>,
@@ -673,7 +690,7 @@ fn classify_loop(
     out_to: Outputs,
     controls: &mut Controls,
 ) {
-    let Outputs { det_pub, vision_pub, cmd_pub, state } = out_to;
+    let Outputs { det_pub, vision_pub, debug_pub, cmd_pub, state } = out_to;
     let mut throttle = Throttle::new(throttle_period);
     while !stop.load(Ordering::SeqCst) {
         // Between two frames, so no frame is half processed under one model or setting and
@@ -704,6 +721,19 @@ fn classify_loop(
                     out.commands.len(),
                     out.times.total
                 );
+                if let (Some(publisher), Some(img)) = (&debug_pub, &out.image) {
+                    let drawn = crate::annotate::draw(img, &out.detections)
+                        .and_then(|m| publisher.publish(m).map_err(|e| anyhow::anyhow!("{e:?}")));
+                    if let Err(e) = drawn {
+                        counters.add("publish_failures", 1);
+                        if let Some(held) = throttle.allow("debug_image") {
+                            tracing::warn!(
+                                "could not publish the debug image ({e:#}; {held} more since the \
+                                 last report); going on without it"
+                            );
+                        }
+                    }
+                }
                 if let Err(e) = vision_pub.publish(Detection2DArray::from(&out.detections)) {
                     counters.add("publish_failures", 1);
                     tracing::warn!("could not publish vision_msgs detections: {e:?}");
