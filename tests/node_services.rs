@@ -182,6 +182,9 @@ fn install(src: &std::path::Path, dst: &std::path::Path) {
 #[test]
 fn reload_model_swaps_between_frames_and_refuses_a_bad_file() {
     use coin_sorter::msgs::std_srvs::{TRIGGER, TriggerRequest, TriggerResponse};
+    use ros2_client::parameters::ParameterValue as Ros;
+    use ros2_client::parameters::raw;
+    use ros2_client::rcl_interfaces::{SetParametersRequest, SetParametersResponse};
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     common::require_private_network();
@@ -219,6 +222,12 @@ fn reload_model_swaps_between_frames_and_refuses_a_bad_file() {
             .unwrap();
         let reload = me
             .client::<TriggerRequest, TriggerResponse>("/coin_sorter/reload_model", TRIGGER)
+            .unwrap();
+        let set = me
+            .client::<SetParametersRequest, SetParametersResponse>(
+                "/coin_sorter/set_parameters",
+                ("rcl_interfaces", "SetParameters"),
+            )
             .unwrap();
         let mut dets = std::pin::pin!(dets.async_stream());
         let n =
@@ -288,6 +297,26 @@ fn reload_model_swaps_between_frames_and_refuses_a_bad_file() {
             let first = answered.load(Ordering::SeqCst);
             assert!(ok.success, "{}", ok.message);
             assert!(ok.message.contains(&model.display().to_string()), "{}", ok.message);
+            // The parameter check now knows the new model's labels: a table of just its two
+            // is enough (it would have been refused for the first model's eight).
+            let table = Ros::StringArray(vec!["1e:euro1".into(), "2e:euro2".into()]);
+            let request = SetParametersRequest {
+                parameter: vec![raw::Parameter { name: "bin_table".into(), value: table.into() }],
+            };
+            let mut result = None;
+            for _ in 0..20 {
+                let r = tokio::time::timeout(
+                    Duration::from_secs(3),
+                    set.async_call_service(request.clone()),
+                )
+                .await;
+                if let Ok(Ok(resp)) = r {
+                    result = resp.results.into_iter().next();
+                    break;
+                }
+            }
+            let result = result.expect("set_parameters answered");
+            assert!(result.successful, "{}", result.reason);
             wait_for(first + 3).await;
             std::fs::write(&model, b"not a TorchScript file").unwrap();
             let bad = call().await;

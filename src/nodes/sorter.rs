@@ -306,10 +306,17 @@ pub fn locate_params(p: &ParamSet) -> Result<LocateParams> {
         "circularity {} is outside 0..1",
         l.circularity
     );
+    // Gradients of 8-bit images stay far below 1e4; a larger threshold finds no coin at all.
     anyhow::ensure!(
-        l.canny_threshold > 0.0,
-        "canny_threshold {} must be positive",
+        l.canny_threshold > 0.0 && l.canny_threshold <= 1e4,
+        "canny_threshold {} must be in (0, 10000]",
         l.canny_threshold
+    );
+    anyhow::ensure!(
+        l.max_radius <= f64::from(crate::params::MAX_IMAGE_SIDE),
+        "max_radius {} is larger than any image ({} px)",
+        l.max_radius,
+        crate::params::MAX_IMAGE_SIDE
     );
     anyhow::ensure!(l.max_coins >= 1, "max_coins {} must be at least 1", p.integer("max_coins"));
     Ok(l)
@@ -494,10 +501,15 @@ async fn serve(
     shift: ShiftInfo,
 ) -> Result<()> {
     let (params_tx, params_rx) = std::sync::mpsc::channel::<ParamSet>();
-    let labels = pipeline.classifier().metadata().labels.clone();
-    let check = move |p: &ParamSet| {
-        let cfg = SorterConfig::from_params(p)?;
-        cfg.bins.check_labels(&labels)
+    // The running model's labels; a reload replaces them, so a bin table is always checked
+    // against the model that will use it.
+    let labels = Arc::new(Mutex::new(pipeline.classifier().metadata().labels.clone()));
+    let check = {
+        let labels = labels.clone();
+        move |p: &ParamSet| {
+            let cfg = SorterConfig::from_params(p)?;
+            cfg.bins.check_labels(&labels.lock().unwrap_or_else(|e| e.into_inner()))
+        }
     };
     let options = super::live_params::node_options(&params, PARAMS, check, params_tx);
     let mut node = RosNode::with_options(NODE_NAME, &args, options)?;
@@ -525,7 +537,7 @@ async fn serve(
             .name("classify".into())
             .spawn(move || {
                 let out = Outputs { det_pub, vision_pub, debug_pub, cmd_pub, state };
-                let mut controls = Controls { swaps: swap_rx, params: params_rx, shift };
+                let mut controls = Controls { swaps: swap_rx, params: params_rx, shift, labels };
                 classify_loop(pipeline, &latest, &stop, &counters, period, out, &mut controls)
             })
             .context("cannot start the classification thread")?
@@ -645,6 +657,8 @@ struct Controls {
     swaps: std::sync::mpsc::Receiver<Swap>,
     params: std::sync::mpsc::Receiver<ParamSet>,
     shift: ShiftSettings,
+    /// The running model's labels, which the parameter check reads.
+    labels: Arc<Mutex<Vec<String>>>,
 }
 
 impl Controls {
@@ -673,6 +687,8 @@ impl Controls {
         while let Ok(Swap { classifier, reply }) = self.swaps.try_recv() {
             let result = pipeline.replace_classifier(classifier, &self.shift);
             if result.is_ok() {
+                *self.labels.lock().unwrap_or_else(|e| e.into_inner()) =
+                    pipeline.classifier().metadata().labels.clone();
                 *state.lock().unwrap_or_else(|e| e.into_inner()) =
                     pipeline.shift().map(|c| c.state());
             }
@@ -946,7 +962,8 @@ async fn serve_reload(
                     Err(_) => Err("the classification thread has stopped".into()),
                 }
             }
-            Ok(Err(e)) => Err(format!("{e:#}")),
+            // libtorch errors carry a C++ backtrace after their first line; the reason is there.
+            Ok(Err(e)) => Err(format!("{e:#}").lines().next().unwrap_or_default().to_string()),
             Err(e) => Err(format!("loading panicked: {e}")),
         };
         let resp = match outcome {

@@ -6,8 +6,6 @@
 //! what LOCALHOST needs. It cannot turn discovery off or add static peers, so `OFF` is served
 //! as LOCALHOST and `ROS_STATIC_PEERS` is ignored, each with a warning.
 
-use anyhow::{Result, bail};
-
 /// The reach this process's DDS participant gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiscoveryRange {
@@ -17,44 +15,54 @@ pub enum DiscoveryRange {
     Localhost,
 }
 
-/// The range the environment asks for, plus warnings about what cannot be honoured. Values
-/// are read as ROS 2 reads them: the range name in capitals, `ROS_LOCALHOST_ONLY=1` only when
-/// no range is set. Errors name the variable and value.
+/// The range the environment asks for, plus warnings about what cannot be honoured, following
+/// rcl: `ROS_LOCALHOST_ONLY=1` (exactly) wins and means LOCALHOST; otherwise
+/// `ROS_AUTOMATIC_DISCOVERY_RANGE` decides, unset or empty meaning the default (SUBNET), and a
+/// value rcl does not know is warned about and read as LOCALHOST, the safe side.
 pub fn from_env_values(
     range: Option<&str>,
     localhost_only: Option<&str>,
     static_peers: Option<&str>,
-) -> Result<(DiscoveryRange, Vec<String>)> {
+) -> (DiscoveryRange, Vec<String>) {
     let mut warnings = Vec::new();
-    let chosen = match range.map(str::trim).filter(|v| !v.is_empty()) {
-        Some("SUBNET" | "SYSTEM_DEFAULT") => DiscoveryRange::Subnet,
-        Some("LOCALHOST") => DiscoveryRange::Localhost,
-        Some("OFF") => {
+    let chosen = if localhost_only == Some("1") {
+        if range.is_some_and(|r| !r.is_empty()) {
             warnings.push(
-                "ROS_AUTOMATIC_DISCOVERY_RANGE=OFF: RustDDS cannot turn discovery off; \
-                 limiting it to this machine (LOCALHOST) instead"
+                "ROS_LOCALHOST_ONLY=1 is deprecated but still honoured: it overrides \
+                 ROS_AUTOMATIC_DISCOVERY_RANGE"
                     .to_string(),
             );
-            DiscoveryRange::Localhost
         }
-        Some(other) => bail!(
-            "ROS_AUTOMATIC_DISCOVERY_RANGE {other:?} is not one of SUBNET, LOCALHOST, OFF, \
-             SYSTEM_DEFAULT"
-        ),
-        None => match localhost_only.map(str::trim) {
-            Some("1") => DiscoveryRange::Localhost,
-            Some("0" | "") | None => DiscoveryRange::Subnet,
-            Some(other) => bail!("ROS_LOCALHOST_ONLY {other:?} is neither 0 nor 1"),
-        },
+        DiscoveryRange::Localhost
+    } else {
+        match range {
+            None | Some("" | "SUBNET" | "SYSTEM_DEFAULT") => DiscoveryRange::Subnet,
+            Some("LOCALHOST") => DiscoveryRange::Localhost,
+            Some("OFF") => {
+                warnings.push(
+                    "ROS_AUTOMATIC_DISCOVERY_RANGE=OFF: RustDDS cannot turn discovery off; \
+                     limiting it to this machine (LOCALHOST) instead"
+                        .to_string(),
+                );
+                DiscoveryRange::Localhost
+            }
+            Some(other) => {
+                warnings.push(format!(
+                    "ROS_AUTOMATIC_DISCOVERY_RANGE {other:?} is not one of SUBNET, LOCALHOST, \
+                     OFF, SYSTEM_DEFAULT; assuming LOCALHOST, as rcl does"
+                ));
+                DiscoveryRange::Localhost
+            }
+        }
     };
     if static_peers.is_some_and(|p| !p.trim().is_empty()) {
         warnings.push("ROS_STATIC_PEERS is set, but RustDDS cannot add static peers".to_string());
     }
-    Ok((chosen, warnings))
+    (chosen, warnings)
 }
 
 /// [`from_env_values`] on this process's environment.
-pub fn from_env() -> Result<(DiscoveryRange, Vec<String>)> {
+pub fn from_env() -> (DiscoveryRange, Vec<String>) {
     let var = |k: &str| std::env::var(k).ok();
     from_env_values(
         var("ROS_AUTOMATIC_DISCOVERY_RANGE").as_deref(),
@@ -69,15 +77,18 @@ mod tests {
     use DiscoveryRange::{Localhost, Subnet};
 
     #[test]
-    fn the_range_follows_ros_2_rules() {
-        assert_eq!(from_env_values(None, None, None).unwrap(), (Subnet, vec![]));
-        assert_eq!(from_env_values(None, Some("1"), None).unwrap().0, Localhost);
-        assert_eq!(from_env_values(Some("SUBNET"), Some("1"), None).unwrap().0, Subnet);
-        assert_eq!(from_env_values(Some("LOCALHOST"), None, None).unwrap().0, Localhost);
-        let (range, warnings) = from_env_values(Some("OFF"), None, Some("10.0.0.2")).unwrap();
+    fn the_range_follows_rcl() {
+        assert_eq!(from_env_values(None, None, None), (Subnet, vec![]));
+        assert_eq!(from_env_values(None, Some("1"), None).0, Localhost);
+        let (range, warnings) = from_env_values(Some("SUBNET"), Some("1"), None);
+        assert_eq!((range, warnings.len()), (Localhost, 1), "LOCALHOST_ONLY=1 is honoured");
+        assert_eq!(from_env_values(None, Some("2"), None).0, Subnet, "only 1 turns it on");
+        assert_eq!(from_env_values(Some("LOCALHOST"), None, None).0, Localhost);
+        assert_eq!(from_env_values(Some(""), Some("0"), None).0, Subnet);
+        let (range, warnings) = from_env_values(Some("OFF"), None, Some("10.0.0.2"));
         assert_eq!((range, warnings.len()), (Localhost, 2));
-        let err = from_env_values(Some("local"), None, None).unwrap_err().to_string();
-        assert!(err.contains("\"local\""), "{err}");
-        assert!(from_env_values(None, Some("yes"), None).is_err());
+        let (range, warnings) = from_env_values(Some("local"), None, None);
+        assert_eq!(range, Localhost, "an unknown value is read as the safe side");
+        assert!(warnings[0].contains("\"local\""), "{warnings:?}");
     }
 }

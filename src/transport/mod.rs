@@ -98,7 +98,7 @@ impl RosNode {
     ) -> Result<Self> {
         let name = args.node_name.clone().unwrap_or_else(|| default_name.to_string());
         let namespace = names::normalise_namespace(args.namespace.as_deref().unwrap_or("/"))?;
-        let (range, warnings) = discovery::from_env()?;
+        let (range, warnings) = discovery::from_env();
         for w in warnings {
             tracing::warn!("{w}");
         }
