@@ -57,22 +57,15 @@ fn bad_frames_are_counted_logged_once_and_skipped(slot: u16, kind: &str, bad: Fr
     let dir = tempfile::tempdir().unwrap();
     let model = common::tiny_model(dir.path());
     let domain = common::domain_id(slot);
-    let args: Vec<String> = [
-        "--ros-args",
-        "-p",
-        &format!("model_path:={}", model.display()),
-        "-p",
-        "image_qos_reliability:=reliable",
-        "-p",
-        "image_qos_depth:=10",
-        "-p",
-        "diagnostics_period:=0.1",
-        "-p",
-        "log_throttle_period:=600.0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = common::node_args(
+        &model,
+        &[
+            "image_qos_reliability:=reliable",
+            "image_qos_depth:=10",
+            "diagnostics_period:=0.1",
+            "log_throttle_period:=600.0",
+        ],
+    );
     let mut node = NodeProc::start(NODE, "sorter", domain, &args, dir.path());
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

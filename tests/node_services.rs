@@ -25,20 +25,10 @@ fn enable_false_pauses_and_true_resumes_classification() {
     let dir = tempfile::tempdir().unwrap();
     let model = common::tiny_model(dir.path());
     let domain = common::domain_id(9);
-    let args: Vec<String> = [
-        "--ros-args",
-        "-p",
-        &format!("model_path:={}", model.display()),
-        "-p",
-        "image_qos_reliability:=reliable",
-        "-p",
-        "image_qos_depth:=10",
-        "-p",
-        "diagnostics_period:=0.1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = common::node_args(
+        &model,
+        &["image_qos_reliability:=reliable", "image_qos_depth:=10", "diagnostics_period:=0.1"],
+    );
     let mut node = NodeProc::start(NODE, "sorter", domain, &args, dir.path());
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -153,22 +143,6 @@ fn enable_false_pauses_and_true_resumes_classification() {
     assert_eq!(log.matches("~/enable true: classification resumed").count(), 1, "{log}");
 }
 
-/// A second tiny model that knows only 1e and 2e, so its answers are told apart from the
-/// first model's (which knows all eight classes).
-fn two_class_model(dir: &std::path::Path) -> std::path::PathBuf {
-    let data = dir.join("two_class_set");
-    common::coins_subset(&data, &["1e", "2e"], 4, 2);
-    let mut args = coin_sorter::train::TrainArgs::new(data);
-    args.out = dir.join("two_class/tiny.pt");
-    args.input_size = 32;
-    args.base_width = 8;
-    args.epochs = 1;
-    args.batch_size = 8;
-    args.max_steps = Some(2);
-    args.val_fraction = 0.5;
-    coin_sorter::train::run(&args).unwrap().model
-}
-
 /// Replaces the model files at `dst` (model and metadata) with those of `src`, each renamed
 /// into place whole.
 fn install(src: &std::path::Path, dst: &std::path::Path) {
@@ -190,23 +164,14 @@ fn reload_model_swaps_between_frames_and_refuses_a_bad_file() {
     common::require_private_network();
     let dir = tempfile::tempdir().unwrap();
     let model = common::tiny_model(dir.path());
-    let second = two_class_model(dir.path());
+    // Knows only 1e and 2e, so its answers are told apart from the first model's.
+    let second = common::tiny_model_of(dir.path(), "two_class", &["1e", "2e"], 4);
     let domain = common::domain_id(10);
-    let args: Vec<String> = [
-        "--ros-args",
-        "-p",
-        &format!("model_path:={}", model.display()),
-        "-p",
-        "image_qos_reliability:=reliable",
-        "-p",
-        "image_qos_depth:=10",
-        // Every frame is the same photo: one command per detection keeps this about models.
-        "-p",
-        "tracking:=false",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    // Every frame is the same photo: one command per detection keeps this about models.
+    let args = common::node_args(
+        &model,
+        &["image_qos_reliability:=reliable", "image_qos_depth:=10", "tracking:=false"],
+    );
     let mut node = NodeProc::start(NODE, "sorter", domain, &args, dir.path());
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -362,25 +327,17 @@ fn parameters_are_served_and_safe_ones_apply_live_and_the_debug_image_shows_it()
     let dir = tempfile::tempdir().unwrap();
     let model = common::tiny_model(dir.path());
     let domain = common::domain_id(11);
-    let args: Vec<String> = [
-        "--ros-args",
-        "-p",
-        &format!("model_path:={}", model.display()),
-        "-p",
-        "image_qos_reliability:=reliable",
-        "-p",
-        "image_qos_depth:=10",
-        "-p",
-        "tracking:=false",
-        // Only the confidence threshold may send a coin to the reject bin here.
-        "-p",
-        "shift_score:=off",
-        "-p",
-        "debug_image:=true",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    // Only the confidence threshold may send a coin to the reject bin here.
+    let args = common::node_args(
+        &model,
+        &[
+            "image_qos_reliability:=reliable",
+            "image_qos_depth:=10",
+            "tracking:=false",
+            "shift_score:=off",
+            "debug_image:=true",
+        ],
+    );
     let mut node = NodeProc::start(NODE, "sorter", domain, &args, dir.path());
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -209,17 +209,10 @@ impl RosNode {
         service: &str,
         srv_type: (&str, &str),
     ) -> Result<Server<Req, Resp>> {
-        let full = self.resolve(service)?;
-        let name = Name::parse(&full).map_err(|e| anyhow!("bad service name {full:?}: {e:?}"))?;
+        let (full, name, ty) = self.service(service, srv_type)?;
         let qos = qos::service();
         self.node
-            .create_server(
-                ServiceMapping::Enhanced,
-                &name,
-                &ServiceTypeName::new(srv_type.0, srv_type.1),
-                qos.clone(),
-                qos,
-            )
+            .create_server(ServiceMapping::Enhanced, &name, &ty, qos.clone(), qos)
             .map_err(|e| anyhow!("cannot serve {full}: {e:?}"))
     }
 
@@ -229,18 +222,22 @@ impl RosNode {
         service: &str,
         srv_type: (&str, &str),
     ) -> Result<Client<Req, Resp>> {
-        let full = self.resolve(service)?;
-        let name = Name::parse(&full).map_err(|e| anyhow!("bad service name {full:?}: {e:?}"))?;
+        let (full, name, ty) = self.service(service, srv_type)?;
         let qos = qos::service();
         self.node
-            .create_client(
-                ServiceMapping::Enhanced,
-                &name,
-                &ServiceTypeName::new(srv_type.0, srv_type.1),
-                qos.clone(),
-                qos,
-            )
+            .create_client(ServiceMapping::Enhanced, &name, &ty, qos.clone(), qos)
             .map_err(|e| anyhow!("cannot call {full}: {e:?}"))
+    }
+
+    /// The resolved name of `service` and its type name.
+    fn service(
+        &self,
+        service: &str,
+        srv_type: (&str, &str),
+    ) -> Result<(String, Name, ServiceTypeName)> {
+        let full = self.resolve(service)?;
+        let name = Name::parse(&full).map_err(|e| anyhow!("bad service name {full:?}: {e:?}"))?;
+        Ok((full, name, ServiceTypeName::new(srv_type.0, srv_type.1)))
     }
 
     /// Waits until `topic` (resolved) has at least `n` subscriptions, or `timeout` passes;

@@ -115,10 +115,16 @@ pub fn coins_subset(dst: &Path, classes: &[&str], photos: usize, per_photo: usiz
 /// two steps on two crops of two photos per class of `coins-mobile`, in `dir`. Its answers are
 /// poor but deterministic, which is what transport tests need.
 pub fn tiny_model(dir: &Path) -> PathBuf {
-    let data = dir.join("tiny_set");
-    coins_subset(&data, &[], 2, 2);
+    tiny_model_of(dir, "tiny", &[], 2)
+}
+
+/// Like [`tiny_model`], on `classes` only (all when empty) and `photos` photos per class, as
+/// `dir/<name>.pt`.
+pub fn tiny_model_of(dir: &Path, name: &str, classes: &[&str], photos: usize) -> PathBuf {
+    let data = dir.join(format!("{name}_set"));
+    coins_subset(&data, classes, photos, 2);
     let mut args = coin_sorter::train::TrainArgs::new(data);
-    args.out = dir.join("tiny.pt");
+    args.out = dir.join(format!("{name}.pt"));
     args.input_size = 32;
     args.base_width = 8;
     args.epochs = 1;
@@ -126,6 +132,16 @@ pub fn tiny_model(dir: &Path) -> PathBuf {
     args.max_steps = Some(2);
     args.val_fraction = 0.5;
     coin_sorter::train::run(&args).unwrap().model
+}
+
+/// `--ros-args` for a node: `model_path:=model`, then each `name:=value` of `params`.
+pub fn node_args(model: &Path, params: &[&str]) -> Vec<String> {
+    let mut args =
+        vec!["--ros-args".to_string(), "-p".into(), format!("model_path:={}", model.display())];
+    for p in params {
+        args.extend(["-p".to_string(), p.to_string()]);
+    }
+    args
 }
 
 /// Fails the test unless it runs in a private loopback-only network namespace.
