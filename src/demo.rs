@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 
 use crate::eval::metrics::Scorer;
+use crate::monitor::stream::ShiftLevel;
 use crate::msgs::coin_sorter::{ActuatorState, CoinDetectionArray};
 use crate::msgs::diagnostic_msgs::DiagnosticArray;
 use crate::nodes::player::{self, PlayOptions};
@@ -212,11 +213,8 @@ async fn listen_and_play(
                     let Ok(mut s) = seen.lock() else { continue };
                     for st in g.status.into_iter().filter(|s| s.hardware_id == "/coin_sorter") {
                         if st.name.ends_with("domain shift") {
-                            let level = match st.level {
-                                0 => "OK",
-                                1 => "WARN",
-                                _ => "ERROR",
-                            };
+                            let level = ShiftLevel::from_diagnostic_level(st.level)
+                                .map_or("STALE", ShiftLevel::name);
                             s.shift = Some((level.to_string(), st.message));
                         } else {
                             let values = st.values.into_iter().map(|kv| (kv.key, kv.value));

@@ -108,6 +108,18 @@ impl FrameError {
     }
 }
 
+/// The shift check `settings` give for `classifier`'s model, and whether the monitor is on.
+fn shift_check(
+    classifier: &Classifier,
+    settings: &ShiftSettings,
+) -> anyhow::Result<(Option<ShiftCheck>, ShiftStatus)> {
+    let Some(kind) = settings.kind else { return Ok((None, ShiftStatus::Off)) };
+    let Some(stats) = &classifier.metadata().monitor else {
+        return Ok((None, ShiftStatus::NoStatistics));
+    };
+    Ok((Some(ShiftCheck::new(stats, kind, settings)?), ShiftStatus::On))
+}
+
 /// The per-frame pipeline with its model and settings.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -153,13 +165,9 @@ impl Pipeline {
     /// Turns the shift monitor on with `settings` when the model carries statistics and the
     /// settings name a score; says which happened. Fails on settings the model cannot serve.
     pub fn with_shift(&mut self, settings: &ShiftSettings) -> anyhow::Result<ShiftStatus> {
-        self.shift = None;
-        let Some(kind) = settings.kind else { return Ok(ShiftStatus::Off) };
-        let Some(stats) = &self.classifier.metadata().monitor else {
-            return Ok(ShiftStatus::NoStatistics);
-        };
-        self.shift = Some(ShiftCheck::new(stats, kind, settings)?);
-        Ok(ShiftStatus::On)
+        let (check, status) = shift_check(&self.classifier, settings)?;
+        self.shift = check;
+        Ok(status)
     }
 
     /// Swaps in another model between two frames. The bin table must cover its labels; the
@@ -171,15 +179,7 @@ impl Pipeline {
         shift: &ShiftSettings,
     ) -> anyhow::Result<ShiftStatus> {
         self.bins.check_labels(&classifier.metadata().labels)?;
-        let check = match (shift.kind, &classifier.metadata().monitor) {
-            (Some(kind), Some(stats)) => Some(ShiftCheck::new(stats, kind, shift)?),
-            _ => None,
-        };
-        let status = match (shift.kind, &check) {
-            (None, _) => ShiftStatus::Off,
-            (Some(_), None) => ShiftStatus::NoStatistics,
-            (Some(_), Some(_)) => ShiftStatus::On,
-        };
+        let (check, status) = shift_check(&classifier, shift)?;
         if classifier.metadata().labels != self.classifier.metadata().labels
             && let Some(t) = &mut self.tracker
         {

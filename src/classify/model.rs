@@ -160,9 +160,9 @@ impl Classifier {
 /// at load time rather than on the first frame with two coins.
 const TRACE_CHECK_BATCH: i64 = 2;
 
-/// The rows of a 2-D float tensor, on the CPU.
-fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
-    let (n, d) = t.size2().context("model output is not a [N, D] tensor")?;
+/// The rows of a 2-D tensor as `f32` vectors, on the CPU.
+pub fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let (n, d) = t.size2().context("expected a [N, D] tensor")?;
     let flat: Vec<f32> =
         Vec::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]))?;
     if d <= 0 {

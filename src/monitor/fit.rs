@@ -5,6 +5,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::score::ShiftScorer;
 use super::stats::{MonitorStats, ValidationScores};
+use crate::classify::model::rows;
 
 /// Most principal directions kept. 64 of 2048 hold the directions a class varies along most;
 /// more would grow the metadata file without changing which crops look unusual.
@@ -75,8 +76,8 @@ pub fn fit(
     let mut stats = MonitorStats {
         feature_dim: d as usize,
         train_count: n as usize,
-        class_means: rows_of(&means)?,
-        components: rows_of(&vectors)?,
+        class_means: rows(&means)?,
+        components: rows(&vectors)?,
         variances: all[..k].iter().map(|&v| shrink(v)).collect(),
         residual_variance: shrink(rest_mean),
         validation: ValidationScores::default(),
@@ -102,8 +103,8 @@ fn placeholder(stats: &MonitorStats) -> MonitorStats {
 
 /// Scores every crop of `set` and returns the sorted lists.
 fn validation_scores(scorer: &ShiftScorer, set: &Embedded) -> Result<ValidationScores> {
-    let features = rows_of(&set.features)?;
-    let logits = rows_of(&set.logits)?;
+    let features = rows(&set.features)?;
+    let logits = rows(&set.logits)?;
     let mut v = ValidationScores { count: features.len(), ..Default::default() };
     for (f, l) in features.iter().zip(&logits) {
         let s = scorer.scores(l, f);
@@ -119,18 +120,6 @@ fn validation_scores(scorer: &ShiftScorer, set: &Embedded) -> Result<ValidationS
         list.sort_by(f32::total_cmp);
     }
     Ok(v)
-}
-
-/// The rows of a 2-D tensor as `f32` vectors.
-pub fn rows_of(t: &Tensor) -> Result<Vec<Vec<f32>>> {
-    let (n, d) = t.size2().context("expected a 2-D tensor")?;
-    let flat: Vec<f32> =
-        Vec::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]))?;
-    Ok(if d == 0 {
-        vec![Vec::new(); n as usize]
-    } else {
-        flat.chunks_exact(d as usize).map(<[f32]>::to_vec).collect()
-    })
 }
 
 #[cfg(test)]

@@ -127,7 +127,7 @@ pub const MIN_VARIANCE_RATIO: f32 = 1e-7;
 
 /// The `q` quantile of an ascending list (the smallest value with at least `q` of the list
 /// at or below it); `None` for an empty list. `q` is clamped to 0..1.
-pub fn quantile(sorted: &[f32], q: f64) -> Option<f32> {
+pub fn quantile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
     let n = sorted.len();
     if n == 0 {
         return None;
@@ -181,6 +181,7 @@ mod tests {
         assert_eq!(quantile(&s, 0.51), Some(3.0));
         assert_eq!(quantile(&s, 0.99), Some(4.0));
         assert_eq!(quantile(&s, 0.0), Some(1.0));
-        assert_eq!(quantile(&[], 0.5), None);
+        assert_eq!(quantile::<f32>(&[], 0.5), None);
+        assert_eq!(quantile(&[3usize, 5, 9], 0.9), Some(9), "coin counts too");
     }
 }

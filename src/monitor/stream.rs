@@ -23,6 +23,11 @@ impl ShiftLevel {
         }
     }
 
+    /// The level a `DiagnosticStatus` level byte stands for (STALE and unknown bytes: none).
+    pub fn from_diagnostic_level(level: u8) -> Option<Self> {
+        [Self::Ok, Self::Warn, Self::Error].into_iter().find(|l| l.diagnostic_level() == level)
+    }
+
     /// Upper-case name, as ROS prints levels.
     pub fn name(self) -> &'static str {
         match self {
@@ -181,6 +186,14 @@ mod tests {
         let s = m.state();
         assert_eq!((s.coins, s.flagged, s.total_coins, s.total_flagged), (10, 0, 14, 3));
         assert_eq!(s.median_score, 0.2);
+    }
+
+    #[test]
+    fn diagnostic_levels_round_trip() {
+        for l in [ShiftLevel::Ok, ShiftLevel::Warn, ShiftLevel::Error] {
+            assert_eq!(ShiftLevel::from_diagnostic_level(l.diagnostic_level()), Some(l));
+        }
+        assert_eq!(ShiftLevel::from_diagnostic_level(3), None, "STALE is no shift level");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::check::DEFAULT_SHIFT;
 use super::score::{RawScores, ScoreKind, ShiftScorer, Threshold};
+use super::stats::quantile;
 use super::stream::{ShiftLevel, StreamMonitor, StreamParams};
 use crate::audit::stats::{Interval, clopper_pearson};
 use crate::classify::device::DevicePref;
@@ -197,14 +198,10 @@ pub fn auroc(negative: &[f32], positive: &[f32]) -> (f64, f64, Vec<(f64, f64)>) 
 
 fn summary(mut counts: Vec<usize>) -> CountSummary {
     counts.sort_unstable();
-    let at = |q: f64| {
-        (!counts.is_empty())
-            .then(|| counts[((q * counts.len() as f64).ceil() as usize).clamp(1, counts.len()) - 1])
-    };
     CountSummary {
         reached: counts.len(),
-        median: at(0.5),
-        p90: at(0.9),
+        median: quantile(&counts, 0.5),
+        p90: quantile(&counts, 0.9),
         max: counts.last().copied(),
     }
 }
