@@ -89,21 +89,9 @@ fn bad_frames_are_counted_logged_once_and_skipped(slot: u16, kind: &str, bad: Fr
         // Our writer seeing the node's reader does not mean the node's reader has seen our
         // writer yet; a frame sent in that gap is dropped. A good frame on the bad frame's own
         // topic, repeated until answered, proves the path before anything is counted.
-        let mut answered = false;
-        for attempt in 0..15i64 {
-            publish(&raw, &comp, &probe_like(&bad, PROBE_STAMP + attempt));
-            let until = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < until {
-                if let Ok(Some(Ok((d, _)))) =
-                    tokio::time::timeout(Duration::from_millis(200), dets.next()).await
-                {
-                    answered |= d.header.stamp.as_nanos() >= PROBE_STAMP;
-                }
-            }
-            if answered {
-                break;
-            }
-        }
+        let send = |attempt| publish(&raw, &comp, &probe_like(&bad, PROBE_STAMP + attempt));
+        let is_probe = |d: &CoinDetectionArray| d.header.stamp.as_nanos() >= PROBE_STAMP;
+        let answered = common::send_until_answered(send, &mut dets, is_probe, 15).await.is_some();
         assert!(answered, "the node never answered a good probe frame; log:\n{}", node.log());
         let counter = format!("rejected_{kind}");
         for sent in 1..=3u64 {

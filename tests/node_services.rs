@@ -53,17 +53,9 @@ fn enable_false_pauses_and_true_resumes_classification() {
         // answered, a bounded number of times. A late answer to a lost-looking call means the
         // repeat finds the state already set, which the messages tell apart.
         let call = async |data: bool| -> SetBoolResponse {
-            for _ in 0..20 {
-                let answer = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    enable.async_call_service(SetBoolRequest { data }),
-                )
-                .await;
-                if let Ok(Ok(resp)) = answer {
-                    return resp;
-                }
-            }
-            panic!("~/enable {data} was never answered; log:\n{}", node.log());
+            let request = SetBoolRequest { data };
+            let answer = common::call_until_answered(&enable, request, Duration::from_secs(2));
+            answer.await.unwrap_or_else(|| panic!("~/enable {data} unanswered:\n{}", node.log()))
         };
         let paused = call(false).await;
         assert!(paused.success);
@@ -244,17 +236,9 @@ fn reload_model_swaps_between_frames_and_refuses_a_bad_file() {
                 }
             };
             let call = async || -> TriggerResponse {
-                for _ in 0..20 {
-                    let r = tokio::time::timeout(
-                        Duration::from_secs(10),
-                        reload.async_call_service(TriggerRequest::default()),
-                    )
-                    .await;
-                    if let Ok(Ok(resp)) = r {
-                        return resp;
-                    }
-                }
-                panic!("~/reload_model was never answered; log:\n{}", node.log());
+                let request = TriggerRequest::default();
+                let answer = common::call_until_answered(&reload, request, Duration::from_secs(10));
+                answer.await.unwrap_or_else(|| panic!("~/reload_model unanswered:\n{}", node.log()))
             };
             wait_for(3).await;
             install(&second, &model);
@@ -268,18 +252,8 @@ fn reload_model_swaps_between_frames_and_refuses_a_bad_file() {
             let request = SetParametersRequest {
                 parameter: vec![raw::Parameter { name: "bin_table".into(), value: table.into() }],
             };
-            let mut result = None;
-            for _ in 0..20 {
-                let r = tokio::time::timeout(
-                    Duration::from_secs(3),
-                    set.async_call_service(request.clone()),
-                )
-                .await;
-                if let Ok(Ok(resp)) = r {
-                    result = resp.results.into_iter().next();
-                    break;
-                }
-            }
+            let answer = common::call_until_answered(&set, request, Duration::from_secs(3)).await;
+            let result = answer.and_then(|r| r.results.into_iter().next());
             let result = result.expect("set_parameters answered");
             assert!(result.successful, "{}", result.reason);
             wait_for(first + 3).await;
@@ -379,18 +353,11 @@ fn parameters_are_served_and_safe_ones_apply_live_and_the_debug_image_shows_it()
             let request = SetParametersRequest {
                 parameter: vec![raw::Parameter { name: name.into(), value: value.into() }],
             };
-            for _ in 0..20 {
-                let r = tokio::time::timeout(
-                    Duration::from_secs(3),
-                    set.async_call_service(request.clone()),
-                )
-                .await;
-                if let Ok(Ok(mut resp)) = r {
-                    assert_eq!(resp.results.len(), 1);
-                    return resp.results.remove(0);
-                }
-            }
-            panic!("set_parameters {name} never answered; log:\n{}", node.log());
+            let answer = common::call_until_answered(&set, request, Duration::from_secs(3)).await;
+            let mut resp = answer
+                .unwrap_or_else(|| panic!("set_parameters {name} unanswered:\n{}", node.log()));
+            assert_eq!(resp.results.len(), 1);
+            resp.results.remove(0)
         };
 
         let changed = set_one("confidence_threshold", Ros::Double(1.0)).await;
@@ -420,16 +387,9 @@ fn parameters_are_served_and_safe_ones_apply_live_and_the_debug_image_shows_it()
         let n =
             me.wait_for_subscribers("/camera/image_raw", 1, Duration::from_secs(60)).await.unwrap();
         assert_eq!(n, 1);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let frame = loop {
-            assert!(Instant::now() < deadline, "no detections; log:\n{}", node.log());
-            raw_pub.publish(common::photo_frame(2, 42)).unwrap();
-            if let Ok(Some(Ok((d, _)))) =
-                tokio::time::timeout(Duration::from_secs(2), dets.next()).await
-            {
-                break d;
-            }
-        };
+        let send = |_| raw_pub.publish(common::photo_frame(2, 42)).unwrap();
+        let frame = common::send_until_answered(send, &mut dets, |_| true, 15).await;
+        let frame = frame.unwrap_or_else(|| panic!("no detections; log:\n{}", node.log()));
         assert_eq!(frame.detections.len(), 3);
         for d in &frame.detections {
             assert!(d.rejected && d.bin == "reject", "{d:?}");

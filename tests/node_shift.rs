@@ -100,19 +100,14 @@ fn state_changes_are_logged_once_each_and_reach_diagnostics() {
             data: vec![128; 64 * 64 * 3],
             ..Default::default()
         };
-        let mut answered = false;
-        for _ in 0..30 {
-            raw.publish(blank.clone()).unwrap();
-            let until = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < until && !answered {
-                let next = tokio::time::timeout(Duration::from_millis(200), dets.next()).await;
-                answered = matches!(next, Ok(Some(Ok((ref d, _)))) if d.detections.is_empty());
-            }
-            if answered {
-                break;
-            }
-        }
-        assert!(answered, "the node never answered the blank frame:\n{}", node.log());
+        let send = |_| raw.publish(blank.clone()).unwrap();
+        let answered =
+            common::send_until_answered(send, &mut dets, |d| d.detections.is_empty(), 30);
+        assert!(
+            answered.await.is_some(),
+            "the node never answered the blank frame:\n{}",
+            node.log()
+        );
         // Then one frame at a time, each answered before the next, so the node skips none.
         for (i, f) in frames.iter().enumerate() {
             let stamp = f.header.stamp.as_nanos();

@@ -228,3 +228,51 @@ pub fn photo_frame(index: usize, stamp_ns: i64) -> coin_sorter::msgs::sensor_msg
         data: img.data,
     }
 }
+
+/// Times a service call is repeated before a test gives up on it.
+pub const CALL_TRIES: usize = 20;
+
+/// Calls `client` with `request` until it answers, waiting `per_try` each time, at most
+/// [`CALL_TRIES`] times: a request sent before the server has matched the client is lost.
+pub async fn call_until_answered<Req, Resp>(
+    client: &ros2_client::service::Client<Req, Resp>,
+    request: Req,
+    per_try: std::time::Duration,
+) -> Option<Resp>
+where
+    Req: ros2_client::Message + Clone + 'static,
+    Resp: ros2_client::Message + 'static,
+{
+    for _ in 0..CALL_TRIES {
+        let answer =
+            tokio::time::timeout(per_try, client.async_call_service(request.clone())).await;
+        if let Ok(Ok(resp)) = answer {
+            return Some(resp);
+        }
+    }
+    None
+}
+
+/// Publishes with `send(attempt)` and waits up to 2 s for a message of `answers` that
+/// `is_answer` accepts, at most `tries` times; returns that message. A frame sent before the
+/// node's reader has matched our writer is lost, so the first frame of a test is sent so.
+pub async fn send_until_answered<M, I, E>(
+    mut send: impl FnMut(i64),
+    answers: &mut (impl futures::Stream<Item = Result<(M, I), E>> + Unpin),
+    is_answer: impl Fn(&M) -> bool,
+    tries: i64,
+) -> Option<M> {
+    use futures::StreamExt;
+    for attempt in 0..tries {
+        send(attempt);
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while let Ok(Some(next)) = tokio::time::timeout_at(until, answers.next()).await {
+            if let Ok((m, _)) = next
+                && is_answer(&m)
+            {
+                return Some(m);
+            }
+        }
+    }
+    None
+}
