@@ -115,7 +115,7 @@ fn enable_false_pauses_and_true_resumes_classification() {
                 || line.msg.ends_with("already paused"),
             "{line:?}"
         );
-        assert!(line.file.ends_with("sorter.rs") && line.line > 0, "{line:?}");
+        assert!(line.file.ends_with("sorter/worker.rs") && line.line > 0, "{line:?}");
         let deadline = Instant::now() + Duration::from_secs(30);
         let resume_stamp = 1_000_000;
         loop {

@@ -38,58 +38,84 @@ pub fn from_ros(v: &Ros) -> Result<ParamValue, String> {
     })
 }
 
-/// Node options declaring every parameter of `params` and serving them. `check` validates a
-/// whole parameter set (the node's start-up check); each accepted change is sent on
-/// `changes` as the full new set.
-pub fn node_options(
-    params: &ParamSet,
+/// A whole-set parameter check: the node's start-up check.
+type Check = dyn Fn(&ParamSet) -> anyhow::Result<()> + Send + Sync;
+
+/// The node's parameters while it runs: the values in force, which changes are allowed, and
+/// where accepted changes go. Shared by both backends' parameter services.
+pub struct LiveParams {
+    current: Mutex<ParamSet>,
     specs: &'static [ParamSpec],
-    check: impl Fn(&ParamSet) -> anyhow::Result<()> + Send + Sync + 'static,
+    check: Box<Check>,
     changes: Sender<ParamSet>,
-) -> NodeOptions {
-    let current = Arc::new(Mutex::new(params.clone()));
+}
+
+impl LiveParams {
+    /// Parameters starting at `params`. `check` validates a whole parameter set (the node's
+    /// start-up check); each accepted change is sent on `changes` as the full new set.
+    pub fn new(
+        params: &ParamSet,
+        specs: &'static [ParamSpec],
+        check: impl Fn(&ParamSet) -> anyhow::Result<()> + Send + Sync + 'static,
+        changes: Sender<ParamSet>,
+    ) -> Self {
+        Self { current: Mutex::new(params.clone()), specs, check: Box::new(check), changes }
+    }
+
+    /// The values in force.
+    pub fn current(&self) -> ParamSet {
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The set that setting `name` to `value` would give, or why it is refused. `None`: the
+    /// value is the one in force (both backends pass start-up values through here).
+    pub fn candidate(&self, name: &str, value: ParamValue) -> Result<Option<ParamSet>, String> {
+        let mut next = self.current();
+        if next.get(name) == Some(&value) {
+            return Ok(None);
+        }
+        let spec = self
+            .specs
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| format!("this node has no parameter {name}"))?;
+        if !spec.dynamic {
+            return Err(format!(
+                "{name} cannot change while the node runs; restart it with -p {name}:=VALUE"
+            ));
+        }
+        next.set_value(name, value).map_err(|e| format!("{e:#}"))?;
+        (self.check)(&next).map_err(|e| format!("{e:#}"))?;
+        Ok(Some(next))
+    }
+
+    /// Sets `name` to `value` if [`Self::candidate`] allows it; the classification thread
+    /// applies it before its next frame.
+    pub fn set(&self, name: &str, value: ParamValue) -> Result<(), String> {
+        let shown = value.to_string();
+        let Some(next) = self.candidate(name, value)? else { return Ok(()) };
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        self.changes
+            .send(next.clone())
+            .map_err(|_| "the classification thread has stopped".to_string())?;
+        *cur = next;
+        tracing::info!("parameter {name} set to {shown}; applies from the next frame");
+        Ok(())
+    }
+}
+
+/// ros2-client node options declaring every parameter of `live` and serving them.
+pub fn node_options(live: Arc<LiveParams>) -> NodeOptions {
     let mut options = NodeOptions::new().start_parameter_services(true);
-    for (name, value) in params.iter() {
+    for (name, value) in live.current().iter() {
         options = options.declare_parameter(name, to_ros(value));
     }
-    let candidate = {
-        let current = current.clone();
-        // `None`: the value is the one in force (ros2-client passes every declared value
-        // through the validator and the set action when the node starts).
-        move |name: &str, value: &Ros| -> Result<Option<ParamSet>, String> {
-            let ours = from_ros(value)?;
-            let mut next = current.lock().map_err(|_| "parameter store poisoned")?.clone();
-            if next.get(name) == Some(&ours) {
-                return Ok(None);
-            }
-            let spec = specs
-                .iter()
-                .find(|s| s.name == name)
-                .ok_or_else(|| format!("this node has no parameter {name}"))?;
-            if !spec.dynamic {
-                return Err(format!(
-                    "{name} cannot change while the node runs; restart it with -p {name}:=VALUE"
-                ));
-            }
-            next.set_value(name, ours).map_err(|e| format!("{e:#}"))?;
-            check(&next).map_err(|e| format!("{e:#}"))?;
-            Ok(Some(next))
-        }
-    };
-    let candidate = Arc::new(candidate);
-    let validate = candidate.clone();
+    let validate = live.clone();
     options
-        .parameter_validator(Box::new(move |name, value| validate(name, value).map(|_| ())))
-        .parameter_set_action(Box::new(move |name, value| {
-            let Some(next) = candidate(name, value)? else { return Ok(()) };
-            let mut cur = current.lock().map_err(|_| "parameter store poisoned")?;
-            changes
-                .send(next.clone())
-                .map_err(|_| "the classification thread has stopped".to_string())?;
-            *cur = next;
-            tracing::info!("parameter {name} set to {value:?}; applies from the next frame");
-            Ok(())
+        .parameter_validator(Box::new(move |name, value| {
+            validate.candidate(name, from_ros(value)?).map(|_| ())
         }))
+        .parameter_set_action(Box::new(move |name, value| live.set(name, from_ros(value)?)))
 }
 
 #[cfg(test)]

@@ -25,17 +25,26 @@ pub fn init_logging(level: Option<&str>) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let _ = tracing_subscriber::registry()
+    let console = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        // Colour codes only where a person reads a terminal, not in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // On the rcl backend rcutils prints the node's lines once it has a node.
+    #[cfg(feature = "r2r")]
+    let console = {
+        use tracing_subscriber::Layer as _;
+        console.with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            !(crate::transport::rcl::log::forwarding() && meta.target().starts_with("coin_sorter"))
+        }))
+    };
+    let registry = tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_target(false)
-                // Colour codes only where a person reads a terminal, not in log files.
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
-        .with(crate::transport::rosout::RosoutLayer)
-        .try_init();
+        .with(console)
+        .with(crate::transport::rosout::RosoutLayer);
+    #[cfg(feature = "r2r")]
+    let registry = registry.with(crate::transport::rcl::log::RclLogLayer);
+    let _ = registry.try_init();
 }
 
 /// Common start-up of a node binary: `--help`, `--dump-params`, `--ros-args` parsing and

@@ -5,6 +5,8 @@ pub mod discovery;
 pub mod names;
 pub mod netns;
 pub mod qos;
+#[cfg(feature = "r2r")]
+pub mod rcl;
 pub mod rosout;
 pub mod throttle;
 

@@ -7,19 +7,43 @@ use ros2_client::qos::{Durability, History, Reliability, WhenFull};
 /// Depth of the reliable output topics (detections, sort commands).
 pub const OUTPUT_DEPTH: usize = 100;
 
-/// Camera images: keep only the newest `depth`; best-effort unless asked otherwise, so a slow
-/// classifier never makes the camera driver wait.
-pub fn image(reliability: &str, depth: i64) -> Result<QosProfile> {
-    if depth < 1 {
-        bail!("image_qos_depth {depth} must be at least 1");
+/// The camera image QoS, checked, for either backend: keep only the newest `depth`;
+/// best-effort unless asked otherwise, so a slow classifier never makes the camera wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageQos {
+    pub reliable: bool,
+    /// At least 1.
+    pub depth: usize,
+}
+
+impl ImageQos {
+    /// Reads the `image_qos_reliability` and `image_qos_depth` parameter values.
+    pub fn parse(reliability: &str, depth: i64) -> Result<Self> {
+        let Ok(depth @ 1..) = usize::try_from(depth) else {
+            bail!("image_qos_depth {depth} must be at least 1");
+        };
+        let reliable = match reliability {
+            "best_effort" => false,
+            "reliable" => true,
+            other => bail!("image_qos_reliability {other:?} is not best_effort or reliable"),
+        };
+        Ok(Self { reliable, depth })
     }
-    let base =
-        QosProfile::subscription_default().history(History::KeepLast { depth: depth as usize });
-    Ok(match reliability {
-        "best_effort" => base.reliability(Reliability::BestEffort),
-        "reliable" => base.reliability(Reliability::Reliable { when_full: WhenFull::DEFAULT }),
-        other => bail!("image_qos_reliability {other:?} is not best_effort or reliable"),
-    })
+
+    /// The profile on the default backend.
+    pub fn dds(&self) -> QosProfile {
+        let base =
+            QosProfile::subscription_default().history(History::KeepLast { depth: self.depth });
+        match self.reliable {
+            false => base.reliability(Reliability::BestEffort),
+            true => base.reliability(Reliability::Reliable { when_full: WhenFull::DEFAULT }),
+        }
+    }
+}
+
+/// [`ImageQos`] from its parameter values, as the default backend's profile.
+pub fn image(reliability: &str, depth: i64) -> Result<QosProfile> {
+    Ok(ImageQos::parse(reliability, depth)?.dds())
 }
 
 /// Detections and sort commands: reliable, keep-last [`OUTPUT_DEPTH`].

@@ -30,6 +30,13 @@ pub struct RosoutLayer;
 
 struct Message(String);
 
+/// An event's message with its other fields appended as ` name=value`.
+pub(crate) fn event_text(event: &Event<'_>) -> String {
+    let mut msg = Message(String::new());
+    event.record(&mut msg);
+    msg.0
+}
+
 impl Visit for Message {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
@@ -64,13 +71,11 @@ impl<S: Subscriber> Layer<S> for RosoutLayer {
         if !meta.target().starts_with("coin_sorter") {
             return;
         }
-        let mut msg = Message(String::new());
-        event.record(&mut msg);
         let log = Log {
             stamp: Time::now(),
             level: level(meta.level()),
             name: name.clone(),
-            msg: msg.0,
+            msg: event_text(event),
             file: meta.file().unwrap_or_default().to_string(),
             function: meta.module_path().unwrap_or_default().to_string(),
             line: meta.line().unwrap_or(0),

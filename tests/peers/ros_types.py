@@ -152,3 +152,24 @@ class Detection2D(IdlStruct, typename="vision_msgs::msg::dds_::Detection2D_"):
 class Detection2DArray(IdlStruct, typename="vision_msgs::msg::dds_::Detection2DArray_"):
     header: Header = field(default_factory=Header)
     detections: sequence[Detection2D] = field(default_factory=list)
+
+
+@dataclass
+class KeyValue(IdlStruct, typename="diagnostic_msgs::msg::dds_::KeyValue_"):
+    key: str = ""
+    value: str = ""
+
+
+@dataclass
+class DiagnosticStatus(IdlStruct, typename="diagnostic_msgs::msg::dds_::DiagnosticStatus_"):
+    level: uint8 = 0
+    name: str = ""
+    message: str = ""
+    hardware_id: str = ""
+    values: sequence[KeyValue] = field(default_factory=list)
+
+
+@dataclass
+class DiagnosticArray(IdlStruct, typename="diagnostic_msgs::msg::dds_::DiagnosticArray_"):
+    header: Header = field(default_factory=Header)
+    status: sequence[DiagnosticStatus] = field(default_factory=list)
