@@ -28,7 +28,10 @@ fn r2r_services() {
     {
         println!("cargo:rerun-if-env-changed={var}");
     }
-    if std::env::var_os("CARGO_FEATURE_R2R").is_none() {
+    // r2r's bundled bindings (feature r2r-doc-only) have no std_srvs, whatever is sourced.
+    if std::env::var_os("CARGO_FEATURE_R2R").is_none()
+        || std::env::var_os("CARGO_FEATURE_R2R_DOC_ONLY").is_some()
+    {
         return;
     }
     let filtered_out =

@@ -254,10 +254,31 @@ impl RosArgs {
                         .split_once(":=")
                         .with_context(|| format!("--ros-args -r {v:?}: expected from:=to"))?;
                     let from = from.rsplit_once(':').map_or(from, |(_, f)| f);
+                    let name = |n: &str| {
+                        crate::transport::names::expand(n, "/", "node")
+                            .with_context(|| format!("--ros-args -r {v:?}"))
+                    };
                     match from {
-                        "__node" | "__name" => out.node_name = Some(to.to_string()),
-                        "__ns" => out.namespace = Some(to.to_string()),
-                        _ => out.remaps.push((from.to_string(), to.to_string())),
+                        "__node" | "__name" => {
+                            name(&format!("/{to}"))?;
+                            anyhow::ensure!(
+                                !to.contains('/'),
+                                "--ros-args -r {v:?}: a node name has no /"
+                            );
+                            out.node_name = Some(to.to_string())
+                        }
+                        "__ns" => {
+                            anyhow::ensure!(
+                                to.starts_with('/'),
+                                "--ros-args -r {v:?}: a namespace must be absolute, as rcl requires"
+                            );
+                            out.namespace = Some(to.to_string())
+                        }
+                        _ => {
+                            name(from)?;
+                            name(to)?;
+                            out.remaps.push((from.to_string(), to.to_string()))
+                        }
                     }
                 }
                 "--params-file" => out.params_files.push(PathBuf::from(value(&a)?)),
@@ -425,6 +446,17 @@ pub fn checked_side(name: &str, n: u32) -> Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remaps_are_checked_as_rcl_checks_them() {
+        let parse = |r: &str| RosArgs::parse(["--ros-args", "-r", r].map(String::from));
+        let e = format!("{:#}", parse("__ns:=relative").unwrap_err());
+        assert!(e.contains("must be absolute"), "{e}");
+        assert!(parse("a b:=c").is_err());
+        assert!(parse("__node:=a/b").is_err());
+        assert_eq!(parse("__ns:=/cell1").unwrap().namespace.as_deref(), Some("/cell1"));
+        assert_eq!(parse("~/x:=/y").unwrap().remaps, vec![("~/x".into(), "/y".into())]);
+    }
 
     #[test]
     fn limits_refuse_values_that_would_panic_or_hang() {

@@ -20,6 +20,8 @@ use coin_sorter::pipeline::{Frame, Pipeline};
 use coin_sorter::transport::{RosNode, qos};
 use common::NodeProc;
 use futures::StreamExt;
+use ros2_client::parameters::{ParameterValue, raw};
+use ros2_client::rcl_interfaces::{SetParametersRequest, SetParametersResponse};
 
 const NODE: &str = env!("CARGO_BIN_EXE_coin_sorter_node");
 /// A short window and a threshold at the validation median, so that photos from another
@@ -124,17 +126,45 @@ fn state_changes_are_logged_once_each_and_reach_diagnostics() {
             }
         }
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        let value = |d: &DiagnosticArray, key: &str| {
+            d.status
+                .get(1)
+                .and_then(|s| s.values.iter().find(|kv| kv.key == key).map(|kv| kv.value.clone()))
+        };
+        let final_diag = loop {
             assert!(Instant::now() < deadline, "no final diagnostics:\n{}", node.log());
             let next = tokio::time::timeout(Duration::from_secs(1), diags.next()).await;
             let Ok(Some(Ok((d, _)))) = next else { continue };
-            let scored = d.status.get(1).and_then(|s| {
-                s.values.iter().find(|kv| kv.key == "coins_scored").map(|kv| kv.value.clone())
-            });
-            if scored == Some(last.total_coins.to_string()) {
+            if value(&d, "coins_scored") == Some(last.total_coins.to_string()) {
                 break d;
             }
+        };
+        // A live change of the monitor's settings shows on /diagnostics, not only at start.
+        let set = me
+            .client::<SetParametersRequest, SetParametersResponse>(
+                "/coin_sorter/set_parameters",
+                ("rcl_interfaces", "SetParameters"),
+            )
+            .unwrap();
+        let request = SetParametersRequest {
+            parameter: vec![raw::Parameter {
+                name: "shift_warn_fraction".into(),
+                value: ParameterValue::Double(0.55).into(),
+            }],
+        };
+        let answer = common::call_until_answered(&set, request, Duration::from_secs(3)).await;
+        let result = answer.and_then(|r| r.results.into_iter().next());
+        assert!(result.is_some_and(|r| r.successful), "not set:\n{}", node.log());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(Instant::now() < deadline, "warn_fraction not updated:\n{}", node.log());
+            let next = tokio::time::timeout(Duration::from_secs(1), diags.next()).await;
+            let Ok(Some(Ok((d, _)))) = next else { continue };
+            if value(&d, "warn_fraction").as_deref() == Some("0.55") {
+                break;
+            }
         }
+        final_diag
     });
     assert!(node.stop(), "node did not exit cleanly:\n{}", node.log());
 

@@ -65,8 +65,15 @@ impl Classifier {
         let meta_path = ModelMetadata::path_for_model(model);
         let meta = ModelMetadata::load(&meta_path)?;
         let device = device::select(pref)?;
-        let mut module = CModule::load_on_device(model, device)
-            .with_context(|| format!("cannot load TorchScript model {}", model.display()))?;
+        // libtorch's errors carry a C++ backtrace after their first line; the reason is there.
+        let mut module = CModule::load_on_device(model, device).map_err(|e| {
+            let why = e.to_string();
+            anyhow::anyhow!(
+                "cannot load TorchScript model {}: {}",
+                model.display(),
+                why.lines().next().unwrap_or_default()
+            )
+        })?;
         module.set_eval();
         let this = Self { module, meta, device, path: model.to_path_buf() };
         let s = this.meta.input_size as i64;

@@ -14,8 +14,9 @@ use crate::params::{ParamSpec, RosArgs, help_text};
 /// Sets up `tracing` on stderr with ROS-style levels: `--log-level` (debug, info, warn, error,
 /// fatal) wins over `RUST_LOG`, which wins over `info`. DDS internals log at warn and above.
 pub fn init_logging(level: Option<&str>) {
-    // The DDS stack logs discovery chatter at info; keep it to warnings unless asked.
-    let quiet_dds = "rustdds=error,ros2_client=warn";
+    // The DDS stack logs discovery chatter at info, and a warning per malformed message or
+    // service request, unthrottled; this package counts and reports those itself.
+    let quiet_dds = "rustdds=error,ros2_client=error";
     let filter = match level.map(str::to_ascii_lowercase).as_deref() {
         Some("fatal") => format!("error,{quiet_dds}"),
         Some(l) => format!("{l},{quiet_dds}"),
@@ -57,7 +58,13 @@ pub fn main_with(
     default_name: &str,
     run: impl FnOnce(RosArgs, crate::params::ParamSet) -> anyhow::Result<()>,
 ) -> ExitCode {
-    let args = match RosArgs::parse(std::env::args().skip(1)) {
+    let argv: Result<Vec<String>, _> =
+        std::env::args_os().skip(1).map(std::ffi::OsString::into_string).collect();
+    let Ok(argv) = argv else {
+        eprintln!("{program}: an argument is not valid UTF-8; ROS 2 names and values must be");
+        return ExitCode::from(2);
+    };
+    let args = match RosArgs::parse(argv) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("{program}: {e:#}");

@@ -7,6 +7,9 @@ use ros2_client::qos::{Durability, History, Reliability, WhenFull};
 /// Depth of the reliable output topics (detections, sort commands).
 pub const OUTPUT_DEPTH: usize = 100;
 
+/// Deepest image queue: a second of a fast camera, and a bound on memory held for images.
+pub const MAX_IMAGE_DEPTH: usize = 100;
+
 /// The camera image QoS, checked, for either backend: keep only the newest `depth`;
 /// best-effort unless asked otherwise, so a slow classifier never makes the camera wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,8 +22,8 @@ pub struct ImageQos {
 impl ImageQos {
     /// Reads the `image_qos_reliability` and `image_qos_depth` parameter values.
     pub fn parse(reliability: &str, depth: i64) -> Result<Self> {
-        let Ok(depth @ 1..) = usize::try_from(depth) else {
-            bail!("image_qos_depth {depth} must be at least 1");
+        let Ok(depth @ 1..=MAX_IMAGE_DEPTH) = usize::try_from(depth) else {
+            bail!("image_qos_depth {depth} must be between 1 and {MAX_IMAGE_DEPTH}");
         };
         let reliable = match reliability {
             "best_effort" => false,

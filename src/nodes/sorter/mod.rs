@@ -267,6 +267,16 @@ pub struct SorterConfig {
     pub log_throttle_period: Duration,
 }
 
+/// Most coins a frame may report: far above any tray, low enough to bound a frame's work.
+const MAX_COINS: usize = 1000;
+
+/// A topic parameter, checked as a ROS 2 name (relative, absolute or `~/`).
+fn topic(p: &ParamSet, name: &str) -> Result<String> {
+    let t = p.string(name);
+    crate::transport::names::expand(&t, "/", NODE_NAME).with_context(|| format!("{name} {t:?}"))?;
+    Ok(t)
+}
+
 /// A period parameter: at least a millisecond (a zero tick would spin), at most
 /// [`crate::params::MAX_SECONDS`].
 fn positive_secs(name: &str, v: f64) -> Result<Duration> {
@@ -313,7 +323,11 @@ pub fn locate_params(p: &ParamSet) -> Result<LocateParams> {
         l.max_radius,
         crate::params::MAX_IMAGE_SIDE
     );
-    anyhow::ensure!(l.max_coins >= 1, "max_coins {} must be at least 1", p.integer("max_coins"));
+    anyhow::ensure!(
+        (1..=MAX_COINS).contains(&l.max_coins),
+        "max_coins {} must be between 1 and {MAX_COINS}",
+        p.integer("max_coins")
+    );
     Ok(l)
 }
 
@@ -372,8 +386,15 @@ impl SorterConfig {
     /// Checks and types the resolved parameters; errors name the parameter and value.
     pub fn from_params(p: &ParamSet) -> Result<Self> {
         Ok(Self {
-            image_topic: p.string("image_topic"),
-            compressed_topic: p.string("compressed_topic"),
+            image_topic: topic(p, "image_topic")?,
+            compressed_topic: {
+                let c = topic(p, "compressed_topic")?;
+                anyhow::ensure!(
+                    c != p.string("image_topic"),
+                    "compressed_topic {c:?} is image_topic too; one topic carries one type"
+                );
+                c
+            },
             model_path: PathBuf::from(p.string("model_path")),
             device: p.string("device").parse()?,
             num_threads: match p.integer("num_threads") {
@@ -424,6 +445,8 @@ const COUNTERS: &[&str] = &[
 
 /// Runs the node until SIGINT/SIGTERM.
 pub fn run(args: RosArgs, params: ParamSet) -> Result<()> {
+    // Before the model loads, so a wrong choice is reported at once.
+    let backend = Backend::from_env()?;
     let cfg = SorterConfig::from_params(&params)?;
     if cfg.num_threads > 0 {
         tch::set_num_threads(crate::params::checked_threads("num_threads", cfg.num_threads)?);
@@ -440,39 +463,32 @@ pub fn run(args: RosArgs, params: ParamSet) -> Result<()> {
         .context("bin_table does not fit the model")?;
     pipeline.with_tracking(cfg.tracking)?;
     pipeline.keep_images(cfg.debug_image);
-    let shift = match pipeline.with_shift(&cfg.shift)? {
-        ShiftStatus::On => {
-            let check = pipeline.shift().context("the shift monitor is on but has no check")?;
-            let t = check.threshold();
-            tracing::info!(
-                "shift monitor on: {} score, coins above {:.4} (validation quantile {}) go to \
-                 the reject bin",
-                t.kind.name(),
-                t.threshold,
-                t.quantile
-            );
-            ShiftInfo::On { threshold: *t, stream: *check.stream_params() }
+    let status = pipeline.with_shift(&cfg.shift)?;
+    let shift = ShiftInfo::of(&pipeline, status);
+    match &shift {
+        ShiftInfo::On { threshold: t, .. } => tracing::info!(
+            "shift monitor on: {} score, coins above {:.4} (validation quantile {}) go to the \
+             reject bin",
+            t.kind.name(),
+            t.threshold,
+            t.quantile
+        ),
+        ShiftInfo::Off(_) if cfg.shift.kind.is_none() => {
+            tracing::info!("shift monitor off (shift_score is off)")
         }
-        ShiftStatus::Off => {
-            tracing::info!("shift monitor off (shift_score is off)");
-            ShiftInfo::Off("turned off by shift_score".into())
-        }
-        ShiftStatus::NoStatistics => {
-            tracing::warn!(
-                "model metadata {} has no shift monitor statistics; the node cannot tell when \
-                 the camera stops looking like the training data. Re-export the model with \
-                 `coin_sorter monitor fit` to turn the monitor on",
-                crate::classify::metadata::ModelMetadata::path_for_model(&cfg.model_path).display()
-            );
-            ShiftInfo::Off("model has no monitor statistics".into())
-        }
-    };
+        ShiftInfo::Off(_) => tracing::warn!(
+            "model metadata {} has no shift monitor statistics; the node cannot tell when the \
+             camera stops looking like the training data. Re-export the model with \
+             `coin_sorter monitor fit` to turn the monitor on",
+            crate::classify::metadata::ModelMetadata::path_for_model(&cfg.model_path).display()
+        ),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    match Backend::from_env()? {
+    match backend {
         Backend::Dds => rt.block_on(dds::serve(args, params, cfg, pipeline, shift)),
         #[cfg(feature = "r2r")]
         Backend::Rcl => rt.block_on(rcl::serve(args, params, cfg, pipeline, shift)),
@@ -505,20 +521,27 @@ impl Backend {
     /// The build's default (rcl when built with `r2r`), unless [`BACKEND_ENV`] says `dds` or
     /// `rcl`; logs the choice.
     pub fn from_env() -> Result<Self> {
-        let backend = Self::parse(std::env::var(BACKEND_ENV).ok().as_deref())?;
+        let value = match std::env::var(BACKEND_ENV) {
+            Ok(v) => Some(v),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(v)) => {
+                anyhow::bail!("{BACKEND_ENV}={v:?} is not a backend of this build")
+            }
+        };
+        let backend = Self::parse(value.as_deref())?;
         tracing::info!("ROS 2 backend: {}", backend.name());
         Ok(backend)
     }
 
-    /// The backend a [`BACKEND_ENV`] value picks (`None`: unset). Any other value, or `rcl` in
-    /// a build without r2r, is refused.
+    /// The backend a [`BACKEND_ENV`] value picks (`None` or empty: the build's default). Any
+    /// other value, or `rcl` in a build without r2r, is refused.
     pub fn parse(value: Option<&str>) -> Result<Self> {
         Ok(match value {
             Some("dds") => Self::Dds,
             #[cfg(feature = "r2r")]
-            None | Some("rcl") => Self::Rcl,
+            None | Some("" | "rcl") => Self::Rcl,
             #[cfg(not(feature = "r2r"))]
-            None => Self::Dds,
+            None | Some("") => Self::Dds,
             Some(other) => anyhow::bail!(
                 "{BACKEND_ENV}={other:?} is not a backend of this build (it has: {})",
                 if cfg!(feature = "r2r") { "rcl, dds" } else { "dds; rcl needs the r2r feature" }
@@ -534,9 +557,41 @@ pub enum ShiftInfo {
     Off(String),
 }
 
+impl ShiftInfo {
+    /// The monitor of `pipeline`, which `with_shift` or `replace_classifier` left at
+    /// `status`.
+    pub fn of(pipeline: &Pipeline, status: ShiftStatus) -> Self {
+        match (status, pipeline.shift()) {
+            (ShiftStatus::On, Some(check)) => {
+                Self::On { threshold: *check.threshold(), stream: *check.stream_params() }
+            }
+            (ShiftStatus::NoStatistics, _) => Self::Off("model has no monitor statistics".into()),
+            _ => Self::Off("turned off by shift_score".into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused(name: &str, value: crate::params::ParamValue) -> String {
+        let mut p = ParamSet::defaults(PARAMS);
+        p.set_value(name, value).unwrap();
+        format!("{:#}", SorterConfig::from_params(&p).unwrap_err())
+    }
+
+    #[test]
+    fn topics_and_sizes_are_checked_before_any_transport_exists() {
+        use crate::params::ParamValue::{Integer, String as S};
+        assert!(refused("image_topic", S(String::new())).starts_with("image_topic \"\""));
+        assert!(refused("image_topic", S("a b".into())).starts_with("image_topic \"a b\""));
+        let same = refused("compressed_topic", S("/camera/image_raw".into()));
+        assert!(same.contains("is image_topic too"), "{same}");
+        assert!(refused("max_coins", Integer(1001)).contains("between 1 and 1000"));
+        assert!(refused("image_qos_depth", Integer(1 << 40)).contains("between 1 and 100"));
+        assert!(SorterConfig::from_params(&ParamSet::defaults(PARAMS)).is_ok());
+    }
 
     #[test]
     fn the_backend_follows_the_build_and_the_environment() {
@@ -544,12 +599,14 @@ mod tests {
         #[cfg(not(feature = "r2r"))]
         {
             assert_eq!(Backend::parse(None).unwrap(), Backend::Dds);
+            assert_eq!(Backend::parse(Some("")).unwrap(), Backend::Dds);
             let e = Backend::parse(Some("rcl")).unwrap_err().to_string();
             assert!(e.contains("rcl needs the r2r feature"), "{e}");
         }
         #[cfg(feature = "r2r")]
         {
             assert_eq!(Backend::parse(None).unwrap(), Backend::Rcl);
+            assert_eq!(Backend::parse(Some("")).unwrap(), Backend::Rcl);
             assert_eq!(Backend::parse(Some("rcl")).unwrap(), Backend::Rcl);
         }
         let e = Backend::parse(Some("fastdds")).unwrap_err().to_string();

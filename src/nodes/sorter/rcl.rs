@@ -3,9 +3,9 @@
 //! Everything past receiving a frame is [`super::worker`], shared with the default backend.
 //!
 //! r2r generates Rust types at build time for the interfaces of the sourced workspace. This
-//! adapter needs only `sensor_msgs` (images in) and `diagnostic_msgs` typed; this package's own
-//! messages and `vision_msgs` go through untyped publishers as CDR bytes, so it compiles
-//! against r2r's bundled bindings too. The `~/enable` and `~/reload_model` services need
+//! adapter needs only `sensor_msgs` typed (images in, the debug image out); this package's own
+//! messages, `vision_msgs` and `diagnostic_msgs` go through untyped publishers as CDR bytes,
+//! so it compiles against r2r's bundled bindings too. The `~/enable` and `~/reload_model` services need
 //! `std_srvs`, which build.rs looks for in the workspace (cfg `coin_sorter_std_srvs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,7 +40,7 @@ pub async fn serve(
     pipeline: Pipeline,
     shift: ShiftInfo,
 ) -> Result<()> {
-    let ctx = r2r::Context::create().context("cannot initialise rcl")?;
+    let ctx = rcl_context()?;
     let mut node = r2r::Node::create(ctx, NODE_NAME, "").context("cannot create the rcl node")?;
     let fq_name = node.fully_qualified_name().context("the rcl node has no name")?;
     crate::transport::rcl::log::start(node.logger());
@@ -52,6 +52,17 @@ pub async fn serve(
     let (param_services, _) = node
         .make_derived_parameter_handler(served)
         .context("cannot start the parameter services")?;
+    // r2r's handlers panic when a reply cannot be sent (a client that gave up); in a task of
+    // their own that ends the parameter services, said once, and not the node.
+    let param_task = tokio::spawn(param_services);
+    tokio::spawn(async move {
+        if let Err(e) = param_task.await {
+            tracing::error!(
+                "the parameter services stopped ({e}); ros2 param no longer reaches this node, \
+                 which goes on classifying. Restart it to get them back"
+            );
+        }
+    });
 
     let out = RclOutlets {
         det_pub: untyped::<CoinDetectionArray>(&mut node, "~/detections")?,
@@ -132,7 +143,6 @@ pub async fn serve(
     };
     tokio::select! {
         _ = super::super::shutdown_signal() => tracing::info!("shutdown requested; stopping"),
-        _ = param_services => {}
         _ = services.serve(&core) => {}
         _ = receive => tracing::warn!("image subscriptions closed; stopping"),
         _ = diagnostics => {}
@@ -141,10 +151,27 @@ pub async fn serve(
     stop.store(true, Ordering::SeqCst);
     // The node (and with it every publisher and subscription) is dropped after the thread
     // that spins it has stopped.
-    if spinner.join().is_err() {
-        tracing::error!("the rcl spin thread panicked");
+    match spinner.join() {
+        Ok(_node) => Ok(()),
+        Err(_) => anyhow::bail!("the rcl spin thread panicked; the node stopped"),
     }
-    Ok(())
+}
+
+/// The rcl context. r2r panics when rcl refuses the command line (arguments our parser
+/// accepts but rcl does not, e.g. YAML aliases in a params file); that becomes an error.
+fn rcl_context() -> Result<r2r::Context> {
+    let quiet = std::panic::take_hook();
+    // rcl has printed its reason; the panic's own message and backtrace would only hide it.
+    std::panic::set_hook(Box::new(|_| {}));
+    let ctx = std::panic::catch_unwind(r2r::Context::create);
+    std::panic::set_hook(quiet);
+    match ctx {
+        Ok(ctx) => ctx.context("cannot initialise rcl"),
+        Err(_) => anyhow::bail!(
+            "rcl refused the command line (its message is above); the node runs on rcl only \
+             with arguments rcl accepts"
+        ),
+    }
 }
 
 /// An untyped publisher of `T` on `topic`, with the output QoS. Fails when r2r was built
@@ -263,8 +290,9 @@ mod services {
         node: &mut r2r::Node,
     ) -> Result<
         Services<
-            impl Stream<Item = ServiceRequest<SetBool::Service>> + Unpin,
-            impl Stream<Item = ServiceRequest<Trigger::Service>> + Unpin,
+            // `use<>`: the streams do not borrow the node, which moves to its spin thread.
+            impl Stream<Item = ServiceRequest<SetBool::Service>> + Unpin + use<>,
+            impl Stream<Item = ServiceRequest<Trigger::Service>> + Unpin + use<>,
         >,
     > {
         let qos = r2r::QosProfile::services_default();

@@ -96,6 +96,7 @@ impl Pending {
         let latest = Arc::new(Latest::<Arrival>::new());
         let stop = Arc::new(AtomicBool::new(false));
         let state = Arc::new(Mutex::new(None::<StreamState>));
+        let shift = Arc::new(Mutex::new(shift));
         let (swaps, swap_rx) = std::sync::mpsc::channel::<Swap>();
         let worker = {
             let (latest, stop, counters) = (latest.clone(), stop.clone(), counters.clone());
@@ -105,6 +106,7 @@ impl Pending {
                 shift: cfg.shift,
                 labels: self.labels,
                 state: state.clone(),
+                info: shift.clone(),
             };
             let period = cfg.log_throttle_period;
             let pipeline = self.pipeline;
@@ -134,7 +136,8 @@ impl Pending {
 /// requests through [`Core::set_enabled`] and [`Core::reload`].
 pub struct Core {
     cfg: SorterConfig,
-    shift: ShiftInfo,
+    /// The shift monitor's settings in force.
+    shift: Arc<Mutex<ShiftInfo>>,
     counters: Counters,
     latest: Arc<Latest<Arrival>>,
     stop: Arc<AtomicBool>,
@@ -233,12 +236,13 @@ impl Core {
     /// The `/diagnostics` message: the pipeline's counters and the shift monitor's state.
     pub fn diagnostics(&self, hardware_id: &str) -> DiagnosticArray {
         let state = *self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let shift = self.shift.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut msg = diagnostics_message(hardware_id, &self.counters, &self.cfg);
         msg.status[0].values.push(KeyValue {
             key: "enabled".into(),
             value: self.enabled.load(Ordering::SeqCst).to_string(),
         });
-        msg.status.push(shift_status(hardware_id, &self.shift, state.as_ref()));
+        msg.status.push(shift_status(hardware_id, &shift, state.as_ref()));
         msg
     }
 
@@ -274,6 +278,8 @@ struct Controls {
     labels: Arc<Mutex<Vec<String>>>,
     /// The shift monitor's stream state after the last frame, for `/diagnostics`.
     state: Arc<Mutex<Option<StreamState>>>,
+    /// The shift monitor's settings in force (they change with parameters and models).
+    info: Arc<Mutex<ShiftInfo>>,
 }
 
 impl Controls {
@@ -288,10 +294,12 @@ impl Controls {
                     pipeline.set_track_params(t)?;
                 }
                 if cfg.shift != self.shift {
-                    pipeline.with_shift(&cfg.shift)?;
+                    let status = pipeline.with_shift(&cfg.shift)?;
                     self.shift = cfg.shift;
                     *state.lock().unwrap_or_else(|e| e.into_inner()) =
                         pipeline.shift().map(|c| c.state());
+                    *self.info.lock().unwrap_or_else(|e| e.into_inner()) =
+                        ShiftInfo::of(pipeline, status);
                 }
                 Ok(())
             });
@@ -301,11 +309,13 @@ impl Controls {
         }
         while let Ok(Swap { classifier, reply }) = self.swaps.try_recv() {
             let result = pipeline.replace_classifier(classifier, &self.shift);
-            if result.is_ok() {
+            if let Ok(status) = &result {
                 *self.labels.lock().unwrap_or_else(|e| e.into_inner()) =
                     pipeline.classifier().metadata().labels.clone();
                 *state.lock().unwrap_or_else(|e| e.into_inner()) =
                     pipeline.shift().map(|c| c.state());
+                *self.info.lock().unwrap_or_else(|e| e.into_inner()) =
+                    ShiftInfo::of(pipeline, status.clone());
             }
             let _ = reply.send(result.map_err(|e| format!("{e:#}")));
         }
