@@ -11,6 +11,7 @@
 pub mod annotate;
 pub mod audit;
 pub mod bag;
+pub mod bench;
 pub mod classify;
 pub mod dataset;
 pub mod decide;

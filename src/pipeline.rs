@@ -66,7 +66,13 @@ pub struct StageTimes {
     pub decode: Duration,
     pub locate: Duration,
     pub crop: Duration,
+    /// Normalising, the forward pass and reading its output back.
     pub classify: Duration,
+    /// The part of `classify` spent normalising the crops.
+    pub normalise: Duration,
+    /// The part of `classify` spent in the model's forward pass.
+    pub forward: Duration,
+    /// Everything: the stages above, then the shift monitor, tracking and bin decisions.
     pub total: Duration,
 }
 
@@ -275,7 +281,8 @@ impl Pipeline {
         let crops = crop_coins(&img, &circles, meta.crop_scale, meta.input_size)
             .map_err(FrameError::Locate)?;
         let t3 = Instant::now();
-        let preds = self.classifier.classify_rgb(&crops).map_err(FrameError::Classify)?;
+        let (preds, classify_times) =
+            self.classifier.classify_rgb_timed(&crops).map_err(FrameError::Classify)?;
         let t4 = Instant::now();
         let header = frame.header().clone();
         let labels = &meta.labels;
@@ -336,6 +343,8 @@ impl Pipeline {
                 locate: t2 - t1,
                 crop: t3 - t2,
                 classify: t4 - t3,
+                normalise: classify_times.normalise,
+                forward: classify_times.forward,
                 total: t5 - t0,
             },
             shift: self.shift.as_ref().map(ShiftCheck::state),

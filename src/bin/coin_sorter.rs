@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use coin_sorter::audit::{self, AuditArgs};
 use coin_sorter::bag::{BagInfoArgs, run_info};
+use coin_sorter::bench::{self, BenchCommand};
 use coin_sorter::dataset::{self, DatasetCommand};
 use coin_sorter::demo::{self, DemoArgs};
 use coin_sorter::eval::{self, EvalArgs};
@@ -40,6 +41,11 @@ enum Command {
     Monitor {
         #[command(subcommand)]
         command: MonitorCommand,
+    },
+    /// Speed and memory benchmarks (docs/performance.md).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
     },
     /// Inspect rosbag2 recordings.
     Bag {
@@ -100,6 +106,7 @@ fn main() -> ExitCode {
             );
         }),
         Command::Monitor { command } => monitor::run(&command),
+        Command::Bench { command } => bench::run(&command),
         Command::Bag { command: BagCommand::Info(args) } => run_info(&args),
         Command::Demo { demo, train_epochs, train_input_size } => {
             ensure_model(&demo, train_epochs, train_input_size).and_then(|()| demo::run(&demo))

@@ -1,6 +1,7 @@
 //! Running the exported TorchScript classifier on a batch of crops.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tch::{CModule, Device, Kind, Tensor};
@@ -119,11 +120,18 @@ impl Classifier {
 
     /// Classifies crops given as packed RGB bytes of `input_size`² pixels each, in one batch.
     pub fn classify_rgb(&self, crops: &[u8]) -> Result<Vec<Prediction>> {
+        self.classify_rgb_timed(crops).map(|(p, _)| p)
+    }
+
+    /// [`Self::classify_rgb`], also saying how long normalising and the forward pass took.
+    pub fn classify_rgb_timed(&self, crops: &[u8]) -> Result<(Vec<Prediction>, ClassifyTimes)> {
         let s = self.meta.input_size as usize;
         let per = s * s * 3;
+        let mut times = ClassifyTimes::default();
         if crops.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), times));
         }
+        let t0 = Instant::now();
         if !crops.len().is_multiple_of(per) {
             bail!(
                 "crop buffer of {} bytes is not a whole number of {s}x{s} RGB crops",
@@ -138,7 +146,13 @@ impl Classifier {
         let input = Tensor::from_slice(&planes)
             .view([n as i64, 3, s as i64, s as i64])
             .to_device(self.device);
+        let t1 = Instant::now();
         let out = self.forward(&input)?;
+        if let Device::Cuda(i) = self.device {
+            // Kernels run asynchronously; the time is the forward pass's only once they end.
+            tch::Cuda::synchronize(i as i64);
+        }
+        times = ClassifyTimes { normalise: t1 - t0, forward: t1.elapsed() };
         let logits = rows(&out.logits)?;
         let features = match &out.features {
             Some(f) => rows(f)?,
@@ -147,7 +161,7 @@ impl Classifier {
         if logits.len() != n || features.len() != n {
             bail!("model {} gave {} rows for {n} crops", self.path.display(), logits.len());
         }
-        Ok(logits
+        let predictions = logits
             .into_iter()
             .zip(features)
             .map(|(logits, features)| {
@@ -159,8 +173,18 @@ impl Classifier {
                     .map_or((0, 0.0), |(i, p)| (i, *p));
                 Prediction { class, confidence, probs, logits, features }
             })
-            .collect())
+            .collect();
+        Ok((predictions, times))
     }
+}
+
+/// Where a batch's classification time went, for the benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ClassifyTimes {
+    /// Crops to normalised planar floats, on the model's device.
+    pub normalise: Duration,
+    /// The model's forward pass, to the end of its kernels.
+    pub forward: Duration,
 }
 
 /// Batch of one more than a single crop, so a module that only works on a batch of one fails

@@ -148,7 +148,7 @@ fn progress(len: u64, what: &str) -> Result<ProgressBar> {
 }
 
 /// The node's settings: its parameter defaults, then `params_file`.
-fn node_config(params_file: Option<&Path>) -> Result<SorterConfig> {
+pub(crate) fn node_config(params_file: Option<&Path>) -> Result<SorterConfig> {
     let mut argv = vec!["--ros-args".to_owned()];
     if let Some(f) = params_file {
         argv.extend(["--params-file".to_owned(), f.display().to_string()]);
@@ -243,7 +243,11 @@ impl Run {
 }
 
 /// The image topic to read: `wanted`, or the bag's only image topic.
-fn image_topic(reader: &BagReader, wanted: Option<&str>, bag: &Path) -> Result<(String, String)> {
+pub(crate) fn image_topic(
+    reader: &BagReader,
+    wanted: Option<&str>,
+    bag: &Path,
+) -> Result<(String, String)> {
     let topics = &reader.info().topics;
     if let Some(w) = wanted {
         let t = topics.iter().find(|t| t.name == w).with_context(|| {
