@@ -7,6 +7,8 @@
 # scripts/netns.sh. Environment: MODEL, BAG, THREADS, SECONDS_EACH, OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The reference's packages come from PyPI, so before the network goes.
+bench/reference/setup.sh
 if [ "$(ip -o link show | cut -d: -f2 | tr -d " ")" != "lo" ]; then
   exec scripts/netns.sh "$0" "$@"
 fi
@@ -16,12 +18,6 @@ THREADS=${THREADS:-2}
 SECONDS_EACH=${SECONDS_EACH:-60}
 OUT=${OUT:-out/bench}
 mkdir -p "$OUT"
-if ! .venv-bench/bin/python -c 'import torch, cv2, cyclonedds' 2>/dev/null; then
-  echo "[compare] installing the reference's packages into .venv-bench (several GB, once)"
-  python3 -m venv .venv-bench
-  .venv-bench/bin/python -m pip install -q --disable-pip-version-check \
-    -r bench/reference/requirements.txt
-fi
 BENCH=(target/release/coin_sorter bench e2e --bag "$BAG" --rate 0 --duration "$SECONDS_EACH")
 pid=
 cleanup() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" || true; fi; }

@@ -30,7 +30,7 @@ case "${1:-}" in
     cp "$BAG"/* "$OUT.tmp/bag/"
     printf '/coin_sorter:\n  ros__parameters:\n    device: "auto"\n' > "$OUT.tmp/params.yaml"
     rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
-    du -sh "$OUT" "$OUT/lib"
+    du -sh "$OUT"/* "$OUT"
     ;;
   run)
     TORCH_LIB=${TORCH_LIB:-$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__) + "/lib")' 2>/dev/null || echo .venv/libtorch/lib)}

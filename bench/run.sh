@@ -10,6 +10,8 @@
 # MEMORY_FRAMES (10000), E2E_SECONDS (60), LONG_SECONDS (600), OUT (out/bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The reference's packages come from PyPI, so before the network goes.
+bench/reference/setup.sh
 if [ "$(ip -o link show | cut -d: -f2 | tr -d " ")" != "lo" ]; then
   exec scripts/netns.sh "$0" "$@"
 fi

@@ -121,7 +121,10 @@ impl Publishers {
 
 /// Runs the benchmark and prints its figures.
 pub fn run(args: &PipelineArgs) -> Result<PipelineReport> {
-    ensure!(args.frames > 0, "--frames must be at least 1");
+    ensure!((1..=10_000_000).contains(&args.frames), "--frames must be 1 to 10,000,000");
+    ensure!(args.warmup <= 100_000, "--warmup must be at most 100,000");
+    ensure!(args.batch <= 4096, "--batch must be at most 4096 crops");
+    ensure!((1..=100_000).contains(&args.batches), "--batches must be 1 to 100,000");
     ensure!(args.memory_every > 0, "--memory-every must be at least 1");
     let cfg = crate::eval::node_config(args.params_file.as_deref())?;
     if cfg.num_threads > 0 {
@@ -145,7 +148,7 @@ pub fn run(args: &PipelineArgs) -> Result<PipelineReport> {
     let _guard = rt.enter();
     let publishers = args.publish.then(Publishers::new).transpose()?;
 
-    // One pass round the bag: the timed frames follow the warm-up's.
+    // One stream round and round the bag: the timed frames follow the warm-up's.
     let mut stream = frames.iter().cycle();
     for frame in stream.by_ref().take(args.warmup) {
         pipeline.process(frame).map_err(|e| anyhow::anyhow!("warm-up frame: {e}"))?;
@@ -194,7 +197,7 @@ fn crops_per_second(c: &Classifier, n: usize, batches: usize) -> Result<(usize, 
     let crops: Vec<u8> = crop.iter().copied().cycle().take(crop.len() * n).collect();
     c.classify_rgb(&crops)?;
     let mut took = Vec::with_capacity(batches);
-    for _ in 0..batches.max(1) {
+    for _ in 0..batches {
         let t = Instant::now();
         c.classify_rgb(&crops)?;
         took.push(t.elapsed());
