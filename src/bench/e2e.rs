@@ -93,12 +93,39 @@ pub struct E2eReport {
 /// Wall-clock now as a header stamp; strictly later than `after`, so every frame's stamp is
 /// its own.
 fn stamp_after(after: i64) -> i64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
-    now.max(after + 1)
+    wall_ns().max(after + 1)
 }
 
 fn wall_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// What came back for the frames sent, keyed by their stamps.
+#[derive(Default)]
+struct Tally {
+    sent: BTreeSet<i64>,
+    /// Latency and coin count of each answered frame.
+    answered: BTreeMap<i64, (Duration, usize)>,
+    /// (frame stamp, coin id) of each sort command.
+    commands: BTreeSet<(i64, u32)>,
+}
+
+impl Tally {
+    /// Counts detections answering a frame we sent; whether they did.
+    fn answer(&mut self, d: &CoinDetectionArray) -> bool {
+        let received = wall_ns();
+        let stamp = d.header.stamp.as_nanos();
+        if !self.sent.contains(&stamp) {
+            return false;
+        }
+        let took = Duration::from_nanos(received.saturating_sub(stamp) as u64);
+        self.answered.insert(stamp, (took, d.detections.len()));
+        true
+    }
+
+    fn command(&mut self, c: &SortCommand) {
+        self.commands.insert((c.header.stamp.as_nanos(), c.coin_id));
+    }
 }
 
 /// The camera side: one publisher per frame kind.
@@ -207,9 +234,7 @@ async fn measure(args: &E2eArgs, frames: &[Frame]) -> Result<E2eReport> {
     }
     let mem_start = args.pid.map(|p| resident_bytes(Some(p))).transpose()?;
 
-    let mut sent: BTreeMap<i64, ()> = BTreeMap::new();
-    let mut answered: BTreeMap<i64, (Duration, usize)> = BTreeMap::new();
-    let mut commands: BTreeSet<(i64, u32)> = BTreeSet::new();
+    let mut tally = Tally::default();
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(args.duration);
     let period = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
@@ -231,28 +256,23 @@ async fn measure(args: &E2eArgs, frames: &[Frame]) -> Result<E2eReport> {
                 last_stamp = stamp_after(last_stamp);
                 camera.send(&frames[i % frames.len()], last_stamp)?;
                 i += 1;
-                sent.insert(last_stamp, ());
+                tally.sent.insert(last_stamp);
                 outstanding = Some((last_stamp, Instant::now()));
                 if let Some(p) = period {
                     next_send += p;
                 }
             }
             Some(d) = dets.next() => {
-                let received = wall_ns();
-                if let Ok((d, _)) = d {
-                    let stamp = d.header.stamp.as_nanos();
-                    if sent.contains_key(&stamp) {
-                        let took = Duration::from_nanos(received.saturating_sub(stamp) as u64);
-                        answered.insert(stamp, (took, d.detections.len()));
-                        if outstanding.map(|o| o.0) == Some(stamp) {
-                            outstanding = None;
-                        }
-                    }
+                if let Ok((d, _)) = d
+                    && tally.answer(&d)
+                    && outstanding.map(|o| o.0) == Some(d.header.stamp.as_nanos())
+                {
+                    outstanding = None;
                 }
             }
             Some(c) = cmds.next() => {
                 if let Ok((c, _)) = c {
-                    commands.insert((c.header.stamp.as_nanos(), c.coin_id));
+                    tally.command(&c);
                 }
             }
         }
@@ -263,18 +283,13 @@ async fn measure(args: &E2eArgs, frames: &[Frame]) -> Result<E2eReport> {
         tokio::select! {
             _ = tokio::time::sleep_until(drain) => break,
             Some(d) = dets.next() => {
-                let received = wall_ns();
                 if let Ok((d, _)) = d {
-                    let stamp = d.header.stamp.as_nanos();
-                    if sent.contains_key(&stamp) {
-                        let took = Duration::from_nanos(received.saturating_sub(stamp) as u64);
-                        answered.insert(stamp, (took, d.detections.len()));
-                    }
+                    tally.answer(&d);
                 }
             }
             Some(c) = cmds.next() => {
                 if let Ok((c, _)) = c {
-                    commands.insert((c.header.stamp.as_nanos(), c.coin_id));
+                    tally.command(&c);
                 }
             }
         }
@@ -289,6 +304,7 @@ async fn measure(args: &E2eArgs, frames: &[Frame]) -> Result<E2eReport> {
         },
         None => None,
     };
+    let Tally { sent, answered, commands } = tally;
     let coins: usize = answered.values().map(|(_, n)| n).sum();
     let for_answered = commands.iter().filter(|(stamp, _)| answered.contains_key(stamp)).count();
     let seconds = args.duration;
