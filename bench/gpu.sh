@@ -1,43 +1,82 @@
 #!/usr/bin/env bash
 # The GPU check of docs/performance.md, in two steps:
-#   bench/gpu.sh bundle   here: out/gpu-bundle/ with the release `coin_sorter` binary, the
-#                         shared libraries it needs other than libtorch and glibc (OpenCV core
-#                         and imgproc and theirs), the model and one bag of the shared data
-#   bench/gpu.sh run      on the device machine (the bundle carried there): the pipeline
-#                         benchmark on CUDA against that machine's own torch 2.11 libraries
-#                         (TORCH_LIB, default: the lib folder of its Python torch); on a
-#                         machine without CUDA the same run falls back to the CPU (logged once)
-# Environment: MODEL (models/coin_resnet50.pt), BAG (../shared/data/bags/bgr8-mcap),
-# FRAMES (300), OUT (out/gpu-bundle).
+#   bench/gpu.sh bundle   here: out/gpu-bundle/bundle.tar.gz, under the 64 MiB a device run
+#                         can carry: the release `coin_sorter` binary, the shared libraries it
+#                         needs other than libtorch and glibc (OpenCV core and imgproc and
+#                         theirs), one bag of the shared data and, unless MODEL names a model
+#                         to carry, three photos' crops per class of coins-mobile to make one
+#   bench/gpu.sh run      on the device machine (out/gpu-bundle carried there): unpacks the
+#                         bundle, makes a full-width ResNet-50 with `coin_sorter train` (two
+#                         optimiser steps: the speed of a forward pass does not depend on the
+#                         weights) unless one was carried, then runs the pipeline benchmark on
+#                         CUDA against that machine's own torch 2.11 libraries (TORCH_LIB,
+#                         default: the lib folder of its Python torch); on a machine without
+#                         CUDA the same run falls back to the CPU (logged once)
+# Environment: MODEL (a model to carry instead), BAG (../shared/data/bags/bgr8-mcap),
+# INPUT_SIZE of the made model (96, as the demo's), FRAMES (300), OUT (out/gpu-bundle).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu-bundle}
+LIMIT=$((60 * 1024 * 1024))
 case "${1:-}" in
   bundle)
-    MODEL=${MODEL:-models/coin_resnet50.pt}
     BAG=${BAG:-../shared/data/bags/bgr8-mcap}
-    rm -rf "$OUT.tmp" && mkdir -p "$OUT.tmp/bin" "$OUT.tmp/lib" "$OUT.tmp/bag"
+    DATA=../shared/data/coins-mobile
+    stage=$(mktemp -d)
+    trap 'rm -rf "$stage"' EXIT
+    mkdir -p "$stage/bin" "$stage/lib" "$stage/bag"
     # Stripped: the line tables of a release build triple its size.
-    strip -o "$OUT.tmp/bin/coin_sorter" target/release/coin_sorter
+    strip -o "$stage/bin/coin_sorter" target/release/coin_sorter
     ldd target/release/coin_sorter | awk '/=> \// {print $3}' | while read -r lib; do
       case "$(basename "$lib")" in
         libtorch*|libc10*|libc.so*|libm.so*|libpthread*|libdl.so*|librt.so*|ld-linux*)
           ;;
-        *) cp -L "$lib" "$OUT.tmp/lib/" ;;
+        *) cp -L "$lib" "$stage/lib/" ;;
       esac
     done
-    cp "$MODEL" "${MODEL%.pt}.json" "$OUT.tmp/"
-    cp "$BAG"/* "$OUT.tmp/bag/"
-    printf '/coin_sorter:\n  ros__parameters:\n    device: "auto"\n' > "$OUT.tmp/params.yaml"
-    rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
-    du -sh "$OUT"/* "$OUT"
+    cp "$BAG"/* "$stage/bag/"
+    if [ -n "${MODEL:-}" ]; then
+      cp "$MODEL" "${MODEL%.pt}.json" "$stage/"
+    else
+      for class in "$DATA"/*/; do
+        label=$(basename "$class")
+        mkdir -p "$stage/train/$label"
+        # Crops are <photo>_<k>.jpg; whole photos only, so the split has photos to hold out.
+        for photo in $(ls "$class" | sed 's/_[0-9]*\.jpg$//' | sort -u | head -3); do
+          cp "$class/$photo"_*.jpg "$stage/train/$label/"
+        done
+      done
+    fi
+    printf '/coin_sorter:\n  ros__parameters:\n    device: "auto"\n' > "$stage/params.yaml"
+    mkdir -p "$OUT"
+    tar -czf "$OUT/bundle.tar.gz.tmp" -C "$stage" .
+    size=$(stat -c %s "$OUT/bundle.tar.gz.tmp")
+    if [ "$size" -gt "$LIMIT" ]; then
+      rm -f "$OUT/bundle.tar.gz.tmp"
+      echo "bundle is $size bytes, over the $LIMIT a device run can carry" >&2
+      exit 1
+    fi
+    mv "$OUT/bundle.tar.gz.tmp" "$OUT/bundle.tar.gz"
+    (cd "$stage" && du -sh bin lib bag train ./*.pt 2>/dev/null || true)
+    echo "$OUT/bundle.tar.gz: $((size / 1024 / 1024)) MiB (limit 64 MiB)"
     ;;
   run)
     TORCH_LIB=${TORCH_LIB:-$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__) + "/lib")' 2>/dev/null || echo .venv/libtorch/lib)}
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU: CPU part only"
-    LD_LIBRARY_PATH="$OUT/lib:$TORCH_LIB" "$OUT/bin/coin_sorter" bench pipeline \
-      --bag "$OUT/bag" --model "$OUT/$(basename "${MODEL:-coin_resnet50.pt}")" \
-      --params-file "$OUT/params.yaml" --frames "${FRAMES:-300}" --batch 64 --batches 20
+    here=$(mktemp -d)
+    trap 'rm -rf "$here"' EXIT
+    tar -xzf "$OUT/bundle.tar.gz" -C "$here"
+    export LD_LIBRARY_PATH="$here/lib:$TORCH_LIB"
+    model=$(ls "$here"/*.pt 2>/dev/null | head -1 || true)
+    if [ -z "$model" ]; then
+      model="$here/model.pt"
+      echo "making a ResNet-50 at ${INPUT_SIZE:-96} px (two optimiser steps)"
+      "$here/bin/coin_sorter" train --data "$here/train" --out "$model" --epochs 1 \
+        --max-steps 2 --input-size "${INPUT_SIZE:-96}" --augment none > "$here/train.log" 2>&1 \
+        || { tail -20 "$here/train.log"; exit 1; }
+    fi
+    "$here/bin/coin_sorter" bench pipeline --bag "$here/bag" --model "$model" \
+      --params-file "$here/params.yaml" --frames "${FRAMES:-300}" --batch 64 --batches 20
     ;;
   *) echo "usage: $0 bundle|run" >&2; exit 2 ;;
 esac

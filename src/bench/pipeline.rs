@@ -81,6 +81,8 @@ pub struct PipelineReport {
     pub by_coins: Vec<(usize, Latency)>,
     /// Crops per second at `batch`, and the batch's latency.
     pub batch: Option<(usize, f64, Latency)>,
+    /// Resident bytes with the model loaded, before the first frame.
+    pub memory_before_frames: u64,
     /// Resident bytes after the warm-up, then every `memory_every` frames, then at the end.
     pub memory: Vec<(usize, u64)>,
 }
@@ -150,6 +152,7 @@ pub fn run(args: &PipelineArgs) -> Result<PipelineReport> {
 
     // One stream round and round the bag: the timed frames follow the warm-up's.
     let mut stream = frames.iter().cycle();
+    let before_frames = resident_bytes(None)?;
     for frame in stream.by_ref().take(args.warmup) {
         pipeline.process(frame).map_err(|e| anyhow::anyhow!("warm-up frame: {e}"))?;
     }
@@ -179,6 +182,7 @@ pub fn run(args: &PipelineArgs) -> Result<PipelineReport> {
         0 => None,
         n => Some(crops_per_second(pipeline.classifier(), n, args.batches)?),
     };
+    let memory = (before_frames, memory);
     let report = summarise(&times, elapsed, args.publish, batch, memory, device, input_size);
     print(&report);
     if let Some(path) = &args.json {
@@ -211,7 +215,7 @@ fn summarise(
     elapsed: Duration,
     published: bool,
     batch: Option<(usize, f64, Latency)>,
-    memory: Vec<(usize, u64)>,
+    (memory_before_frames, memory): (u64, Vec<(usize, u64)>),
     device: String,
     input_size: u32,
 ) -> PipelineReport {
@@ -259,6 +263,7 @@ fn summarise(
         sustained_fps: times.len() as f64 / elapsed.as_secs_f64(),
         by_coins,
         batch,
+        memory_before_frames,
         memory,
     }
 }
@@ -297,7 +302,9 @@ fn print(r: &PipelineReport) {
     if let (Some(first), Some(last)) = (r.memory.first(), r.memory.last()) {
         let mib = |b: u64| b as f64 / f64::from(1 << 20);
         println!(
-            "resident memory: {:.1} MiB after warm-up, {:.1} MiB after {} frames ({:+.2}%)",
+            "resident memory: {:.1} MiB before the first frame, {:.1} MiB after warm-up, {:.1} MiB \
+             after {} frames ({:+.2}% since warm-up)",
+            mib(r.memory_before_frames),
             mib(first.1),
             mib(last.1),
             last.0,

@@ -56,7 +56,27 @@ impl std::fmt::Debug for Classifier {
 impl Classifier {
     /// Loads `model` and the metadata beside it, on the preferred device, and runs one warm-up
     /// batch. Every error names the file that was wrong.
+    ///
+    /// The work runs on a thread of its own that ends with the load. libgomp, libtorch's
+    /// OpenMP runtime, keeps a team of worker threads for every thread that ran a parallel
+    /// region, and once it manages more threads than there are cores its workers stop
+    /// spinning between parallel regions and sleep instead, so a forward pass spends its
+    /// time waking them. A team left behind by a load on the caller's thread (the node's main
+    /// thread, a reload's blocking task) made the node's forward pass twice as slow on 2
+    /// cores (docs/performance.md).
     pub fn load(model: &Path, pref: DevicePref) -> Result<Self> {
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("model-load".into())
+                .spawn_scoped(s, || Self::load_here(model, pref))
+                .context("cannot start a thread to load the model")?
+                .join()
+                .map_err(|_| anyhow::anyhow!("loading model {} panicked", model.display()))?
+        })
+    }
+
+    /// [`Self::load`] on the calling thread.
+    fn load_here(model: &Path, pref: DevicePref) -> Result<Self> {
         if model.is_dir() {
             bail!("model file {} is a folder, not a TorchScript file", model.display());
         }
