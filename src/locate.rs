@@ -29,8 +29,8 @@ pub struct LocateParams {
     pub max_radius: f64,
     /// Frames whose longest side exceeds this are shrunk before the search. The default, 320,
     /// halves a 640 px camera frame: on the shared photos that finds every labelled coin
-    /// (radii 18 to 275 px at 640) at a fifth of the full-size search's mean cost, and cuts
-    /// its worst case (textured backgrounds) seven-fold.
+    /// (radii 18 to 275 px at 640) at a sixth of the full-size search's mean cost, and an
+    /// eighth of its p99 (textured backgrounds); docs/performance.md has the figures.
     pub max_side: u32,
     /// Upper Canny threshold of the edge stage.
     pub canny_threshold: f64,

@@ -15,8 +15,11 @@ use crate::params::{ParamSpec, RosArgs, help_text};
 /// fatal) wins over `RUST_LOG`, which wins over `info`. DDS internals log at warn and above.
 pub fn init_logging(level: Option<&str>) {
     // The DDS stack logs discovery chatter at info, and a warning per malformed message or
-    // service request, unthrottled; this package counts and reports those itself.
-    let quiet_dds = "rustdds=error,ros2_client=error";
+    // service request, unthrottled; this package counts and reports those itself. RustDDS's
+    // pubsub module logs an ERROR for every reader and writer ros2-client drops after the
+    // participant's event loop has ended, i.e. at every exit. Silencing the module also
+    // loses its one other line, a failed notice to discovery about a new topic.
+    let quiet_dds = "rustdds=error,rustdds::dds::pubsub=off,ros2_client=error";
     let filter = match level.map(str::to_ascii_lowercase).as_deref() {
         Some("fatal") => format!("error,{quiet_dds}"),
         Some(l) => format!("{l},{quiet_dds}"),

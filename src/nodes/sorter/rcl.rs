@@ -5,8 +5,9 @@
 //! r2r generates Rust types at build time for the interfaces of the sourced workspace. This
 //! adapter needs only `sensor_msgs` typed (images in, the debug image out); this package's own
 //! messages, `vision_msgs` and `diagnostic_msgs` go through untyped publishers as CDR bytes,
-//! so it compiles against r2r's bundled bindings too. The `~/enable` and `~/reload_model` services need
-//! `std_srvs`, which build.rs looks for in the workspace (cfg `coin_sorter_std_srvs`).
+//! so it compiles against r2r's bundled bindings too. The `~/enable` and `~/reload_model`
+//! services need `std_srvs`, which build.rs looks for in the workspace (cfg
+//! `coin_sorter_std_srvs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
