@@ -32,10 +32,8 @@ echo "== 1. pipeline per stage, publishing included ($MODEL)"
   --frames "${FRAMES:-300}" --publish --json "$OUT/pipeline.json"
 
 echo "== 2. resident memory over ${MEMORY_FRAMES:-10000} frames ($MEMORY_MODEL)"
-# After 100 frames (the bag's 30 photos three times, every coin count), as bench e2e does.
 "$CS" bench pipeline --bag "$BAG" --model "$MEMORY_MODEL" --params-file "$OUT/params.yaml" \
-  --frames "${MEMORY_FRAMES:-10000}" --warmup 100 --batch 0 --memory-every 1000 \
-  --json "$OUT/memory.json"
+  --frames "${MEMORY_FRAMES:-10000}" --batch 0 --memory-every 1000 --json "$OUT/memory.json"
 
 pid=
 cleanup() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" || true; fi; }

@@ -98,5 +98,5 @@ fn e2e_bench_accounts_for_every_frame_and_command() {
     assert_eq!(r.sort_commands, r.coins);
     let (start, end) = r.memory.unwrap();
     assert!(start > 0 && end > 0);
-    assert!(r.memory_before_frames.is_some_and(|b| b > 0));
+    assert!(r.memory_after_first_frame.is_some_and(|b| b > 0));
 }

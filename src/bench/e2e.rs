@@ -93,8 +93,20 @@ pub struct E2eReport {
     pub sort_commands_lost: usize,
     /// The node's resident bytes after the warm-up and at the end.
     pub memory: Option<(u64, u64)>,
-    /// The node's resident bytes before the first frame was sent.
-    pub memory_before_frames: Option<u64>,
+    /// The node's resident bytes once it has answered its first frame.
+    pub memory_after_first_frame: Option<u64>,
+}
+
+/// Warm-up frames unanswered in a row (1 s each) after which the node is taken for gone.
+const WARMUP_UNANSWERED: usize = 5;
+
+/// The resident bytes of the node `pid`, when given; a node that has exited is an error that
+/// says so, `when`.
+fn node_memory(pid: Option<u32>, when: &str) -> Result<Option<u64>> {
+    pid.map(|p| {
+        resident_bytes(Some(p)).map_err(|_| anyhow::anyhow!("process {p} (--pid) exited {when}"))
+    })
+    .transpose()
 }
 
 /// Wall-clock now as a header stamp; strictly later than `after`, so every frame's stamp is
@@ -209,11 +221,11 @@ async fn measure(args: &E2eArgs, frames: &[Frame]) -> Result<E2eReport> {
         node.subscription::<SortCommand>(&format!("{node_name}/sort_commands"), qos::output())?;
     let mut dets = std::pin::pin!(det_sub.async_stream());
     let mut cmds = std::pin::pin!(cmd_sub.async_stream());
-    let mem_before = args.pid.map(|p| resident_bytes(Some(p))).transpose()?;
 
     // Warm-up: the first frame again and again until the node answers (discovery, the
     // model's first calls), then `--warmup` frames in closed loop; nothing of it is counted.
     let mut last_stamp = 0;
+    tracing::info!("waiting up to 60 s for {node_name} to answer a frame");
     let warm = Instant::now() + Duration::from_secs(60);
     let mut warm_stamps = BTreeSet::new();
     'warm: loop {
@@ -232,15 +244,25 @@ async fn measure(args: &E2eArgs, frames: &[Frame]) -> Result<E2eReport> {
             }
         }
     }
+    let mem_first = node_memory(args.pid, "after its first frame")?;
+    let mut unanswered = 0;
     for k in 0..args.warmup {
         last_stamp = stamp_after(last_stamp);
         camera.send(&frames[k % frames.len()], last_stamp)?;
         let until = Instant::now() + Duration::from_secs(1);
+        unanswered += 1;
         while let Ok(Some(next)) = tokio::time::timeout_at(until, dets.next()).await {
             if next.is_ok_and(|(d, _)| d.header.stamp.as_nanos() == last_stamp) {
+                unanswered = 0;
                 break;
             }
         }
+        node_memory(args.pid, "during the warm-up")?;
+        ensure!(
+            unanswered < WARMUP_UNANSWERED,
+            "{node_name} stopped answering during the warm-up ({unanswered} frames in a row \
+             unanswered for 1 s each)"
+        );
     }
     // Let the answers to the other warm-up frames arrive, then start clean.
     let settle = Instant::now() + Duration::from_secs(2);
@@ -251,7 +273,7 @@ async fn measure(args: &E2eArgs, frames: &[Frame]) -> Result<E2eReport> {
             _ = cmds.next() => {}
         }
     }
-    let mem_start = args.pid.map(|p| resident_bytes(Some(p))).transpose()?;
+    let mem_start = node_memory(args.pid, "during the warm-up")?;
 
     let mut tally = Tally::default();
     let start = Instant::now();
@@ -344,7 +366,7 @@ async fn measure(args: &E2eArgs, frames: &[Frame]) -> Result<E2eReport> {
         sort_commands: for_answered,
         sort_commands_lost: coins.saturating_sub(for_answered),
         memory: mem_start.zip(mem_end),
-        memory_before_frames: mem_before,
+        memory_after_first_frame: mem_first,
     })
 }
 
@@ -365,12 +387,12 @@ fn print(r: &E2eReport) {
          tracking:=false, one command per detection)",
         r.sort_commands, r.coins, r.sort_commands_lost
     );
-    if let (Some((a, b)), Some(before)) = (r.memory, r.memory_before_frames) {
+    if let (Some((a, b)), Some(first)) = (r.memory, r.memory_after_first_frame) {
         let mib = |b: u64| b as f64 / f64::from(1 << 20);
         println!(
-            "node resident memory: {:.1} MiB before the first frame, {:.1} MiB after warm-up, \
+            "node resident memory: {:.1} MiB after its first frame, {:.1} MiB after warm-up, \
              {:.1} MiB at the end ({:+.2}% since warm-up)",
-            mib(before),
+            mib(first),
             mib(a),
             mib(b),
             100.0 * (b as f64 - a as f64) / a as f64

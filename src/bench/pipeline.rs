@@ -40,8 +40,9 @@ pub struct PipelineArgs {
     /// Frames timed, after the warm-up.
     #[arg(long, default_value_t = 300)]
     pub frames: usize,
-    /// Frames run before timing starts (first-call allocations, caches).
-    #[arg(long, default_value_t = 10)]
+    /// Frames run before timing starts and before the memory baseline: the first frames of
+    /// each coin count allocate what later frames reuse (100: a 30-frame bag three times).
+    #[arg(long, default_value_t = 100)]
     pub warmup: usize,
     /// Also time publishing each frame's messages through ros2-client (a DDS participant:
     /// run inside scripts/netns.sh).

@@ -68,10 +68,19 @@ impl Classifier {
         std::thread::scope(|s| {
             std::thread::Builder::new()
                 .name("model-load".into())
+                // A main thread's stack, for TorchScript's recursive graph loading.
+                .stack_size(8 << 20)
                 .spawn_scoped(s, || Self::load_here(model, pref))
                 .context("cannot start a thread to load the model")?
                 .join()
-                .map_err(|_| anyhow::anyhow!("loading model {} panicked", model.display()))?
+                .map_err(|p| {
+                    let why = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "no message".into());
+                    anyhow::anyhow!("loading model {} panicked: {why}", model.display())
+                })?
         })
     }
 

@@ -283,12 +283,16 @@ fn positive_secs(name: &str, v: f64) -> Result<Duration> {
     crate::params::checked_seconds(name, v, 1e-3)
 }
 
+/// Largest `detect_max_side`: a search at this size already takes seconds per frame.
+const MAX_DETECT_SIDE: u32 = 16_384;
+
 /// Builds the locate settings from parameters, refusing impossible values.
 pub fn locate_params(p: &ParamSet) -> Result<LocateParams> {
     let l = LocateParams {
         min_radius: p.double("min_radius"),
         max_radius: p.double("max_radius"),
-        max_side: u32::try_from(p.integer("detect_max_side")).unwrap_or(0),
+        // Out of u32's range is out of the checked range below too.
+        max_side: u32::try_from(p.integer("detect_max_side")).unwrap_or(u32::MAX),
         canny_threshold: p.double("canny_threshold"),
         circularity: p.double("circularity"),
         max_coins: usize::try_from(p.integer("max_coins")).unwrap_or(0),
@@ -302,8 +306,8 @@ pub fn locate_params(p: &ParamSet) -> Result<LocateParams> {
         l.min_radius
     );
     anyhow::ensure!(
-        l.max_side >= 32,
-        "detect_max_side {} must be at least 32",
+        (32..=MAX_DETECT_SIDE).contains(&l.max_side),
+        "detect_max_side {} must be between 32 and {MAX_DETECT_SIDE}",
         p.integer("detect_max_side")
     );
     anyhow::ensure!(
@@ -590,6 +594,11 @@ mod tests {
         assert!(same.contains("is image_topic too"), "{same}");
         assert!(refused("max_coins", Integer(1001)).contains("between 1 and 1000"));
         assert!(refused("image_qos_depth", Integer(1 << 40)).contains("between 1 and 100"));
+        for side in [31, -1, 16_385, 1 << 32] {
+            let why = refused("detect_max_side", Integer(side));
+            let want = format!("detect_max_side {side} must be between 32 and 16384");
+            assert!(why.ends_with(&want), "{why}");
+        }
         assert!(SorterConfig::from_params(&ParamSet::defaults(PARAMS)).is_ok());
     }
 
