@@ -68,7 +68,8 @@ impl Classifier {
         std::thread::scope(|s| {
             std::thread::Builder::new()
                 .name("model-load".into())
-                // A main thread's stack, for TorchScript's recursive graph loading.
+                // The 8 MiB a main thread gets: loads that ran on the node's main thread
+                // need no more stack than they had there.
                 .stack_size(8 << 20)
                 .spawn_scoped(s, || Self::load_here(model, pref))
                 .context("cannot start a thread to load the model")?

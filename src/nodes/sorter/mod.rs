@@ -283,7 +283,8 @@ fn positive_secs(name: &str, v: f64) -> Result<Duration> {
     crate::params::checked_seconds(name, v, 1e-3)
 }
 
-/// Largest `detect_max_side`: a search at this size already takes seconds per frame.
+/// Largest `detect_max_side`. The search's cost grows with the area it covers, so a typo
+/// of a few digits would stall every frame instead of being refused.
 const MAX_DETECT_SIDE: u32 = 16_384;
 
 /// Builds the locate settings from parameters, refusing impossible values.
