@@ -18,7 +18,7 @@ use crate::classify::model::Classifier;
 use crate::eval::metrics::Latency;
 use crate::msgs::coin_sorter::{CoinDetectionArray, SortCommand};
 use crate::msgs::vision_msgs::Detection2DArray;
-use crate::pipeline::{FrameOutput, Pipeline, StageTimes};
+use crate::pipeline::{FrameOutput, StageTimes};
 use crate::transport::{RosNode, qos};
 
 /// Options of `coin_sorter bench pipeline`.
@@ -130,18 +130,12 @@ pub fn run(args: &PipelineArgs) -> Result<PipelineReport> {
     ensure!((1..=100_000).contains(&args.batches), "--batches must be 1 to 100,000");
     ensure!(args.memory_every > 0, "--memory-every must be at least 1");
     let cfg = crate::eval::node_config(args.params_file.as_deref())?;
-    if cfg.num_threads > 0 {
-        tch::set_num_threads(crate::params::checked_threads("num_threads", cfg.num_threads)?);
-    }
     let model = args.model.clone().unwrap_or_else(|| cfg.model_path.clone());
     let frames = super::frames::load(&args.bag, args.topic.as_deref())?;
-    let classifier = Classifier::load(&model, cfg.device)?;
+    let classifier = cfg.load_classifier(&model)?;
     let (device, input_size) =
         (format!("{:?}", classifier.device()), classifier.metadata().input_size);
-    let mut pipeline = Pipeline::new(classifier, cfg.locate.clone(), cfg.bins.clone())
-        .context("bin_table does not fit the model")?;
-    pipeline.with_shift(&cfg.shift)?;
-    pipeline.with_tracking(cfg.tracking)?;
+    let (mut pipeline, _) = cfg.pipeline(classifier)?;
     // Async runtime for the DDS participant's spinner, when publishing is timed.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

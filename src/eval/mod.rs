@@ -394,11 +394,8 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
         "--truth and --topic are for --bag"
     );
     let cfg = node_config(args.params_file.as_deref())?;
-    if cfg.num_threads > 0 {
-        tch::set_num_threads(crate::params::checked_threads("num_threads", cfg.num_threads)?);
-    }
     let model = args.model.clone().unwrap_or_else(|| cfg.model_path.clone());
-    let classifier = Classifier::load(&model, cfg.device)?;
+    let classifier = cfg.load_classifier(&model)?;
     let mut scorer = Scorer::new(&classifier.metadata().labels);
     let model_label_count = scorer.labels.len();
     std::fs::create_dir_all(&args.out)
@@ -422,9 +419,8 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
     } else {
         let bag_path = args.out.join("eval.mcap");
         let bag = if args.no_bag { None } else { Some(McapBagWriter::create(&bag_path)?) };
-        let mut pipeline = Pipeline::new(classifier, cfg.locate.clone(), cfg.bins.clone())
-            .context("bin_table does not fit the model")?;
-        shift_status = pipeline.with_shift(&cfg.shift)?;
+        let pipeline;
+        (pipeline, shift_status) = cfg.pipeline(classifier)?;
         if shift_status == ShiftStatus::NoStatistics {
             tracing::warn!(
                 "model {} has no shift monitor statistics: the monitor is off and no coin is \
@@ -432,7 +428,6 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
                 model.display()
             );
         }
-        pipeline.with_tracking(cfg.tracking)?;
         let mut run = Run {
             pipeline,
             scorer,

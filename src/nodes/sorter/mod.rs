@@ -9,7 +9,7 @@ mod dds;
 mod rcl;
 mod worker;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -433,6 +433,25 @@ impl SorterConfig {
             )?,
         })
     }
+
+    /// Loads `model` as the node does: libtorch's thread count set from `num_threads` first,
+    /// then the model on `device`. The node, `eval` and `bench pipeline` share this.
+    pub fn load_classifier(&self, model: &Path) -> Result<Classifier> {
+        if self.num_threads > 0 {
+            tch::set_num_threads(crate::params::checked_threads("num_threads", self.num_threads)?);
+        }
+        Classifier::load(model, self.device)
+    }
+
+    /// The node's pipeline around `classifier`: this coin finder, bin table, tracking and
+    /// shift monitor. Also says what became of the monitor.
+    pub fn pipeline(&self, classifier: Classifier) -> Result<(Pipeline, ShiftStatus)> {
+        let mut pipeline = Pipeline::new(classifier, self.locate.clone(), self.bins.clone())
+            .context("bin_table does not fit the model")?;
+        pipeline.with_tracking(self.tracking)?;
+        let status = pipeline.with_shift(&self.shift)?;
+        Ok((pipeline, status))
+    }
 }
 
 /// Counters reported on /diagnostics from start-up, so a zero is shown rather than missing.
@@ -453,10 +472,7 @@ pub fn run(args: RosArgs, params: ParamSet) -> Result<()> {
     // Before the model loads, so a wrong choice is reported at once.
     let backend = Backend::from_env()?;
     let cfg = SorterConfig::from_params(&params)?;
-    if cfg.num_threads > 0 {
-        tch::set_num_threads(crate::params::checked_threads("num_threads", cfg.num_threads)?);
-    }
-    let classifier = Classifier::load(&cfg.model_path, cfg.device)?;
+    let classifier = cfg.load_classifier(&cfg.model_path)?;
     tracing::info!(
         "loaded model {} ({} labels, {}px input) on {:?}",
         cfg.model_path.display(),
@@ -464,11 +480,8 @@ pub fn run(args: RosArgs, params: ParamSet) -> Result<()> {
         classifier.metadata().input_size,
         classifier.device()
     );
-    let mut pipeline = Pipeline::new(classifier, cfg.locate.clone(), cfg.bins.clone())
-        .context("bin_table does not fit the model")?;
-    pipeline.with_tracking(cfg.tracking)?;
+    let (mut pipeline, status) = cfg.pipeline(classifier)?;
     pipeline.keep_images(cfg.debug_image);
-    let status = pipeline.with_shift(&cfg.shift)?;
     let shift = ShiftInfo::of(&pipeline, status);
     match &shift {
         ShiftInfo::On { threshold: t, .. } => tracing::info!(
