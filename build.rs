@@ -1,6 +1,8 @@
 //! Embeds an rpath to libtorch in every binary and test of the package, so they run without
 //! LD_LIBRARY_PATH. libtorch comes from the PyPI torch wheel (see scripts/setup.sh); `LIBTORCH`
-//! is set by .cargo/config.toml or by the user.
+//! is set by .cargo/config.toml or by the user. It also compiles the small C++ shim that gives
+//! the classifier a CUDA stream of its own (src/classify/cuda_stream.cpp), when libtorch's and
+//! the CUDA runtime's headers are there.
 
 use std::path::PathBuf;
 
@@ -15,6 +17,33 @@ fn main() {
     let root = std::fs::canonicalize(&root).unwrap_or(root);
     let lib = root.join("lib");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    cuda_stream_shim(&root);
+}
+
+/// Compiles src/classify/cuda_stream.cpp against libtorch's headers and links it to libc10,
+/// setting cfg `coin_sorter_cuda_stream`. A libtorch without c10's guard headers leaves it out,
+/// and the classifier then says so when it runs on CUDA.
+fn cuda_stream_shim(root: &std::path::Path) {
+    println!("cargo::rustc-check-cfg=cfg(coin_sorter_cuda_stream)");
+    println!("cargo:rerun-if-changed=src/classify/cuda_stream.cpp");
+    if !root.join("include/c10/core/impl/DeviceGuardImplInterface.h").is_file() {
+        println!(
+            "cargo:warning={} has no c10 headers; the classifier will use libtorch's default \
+             CUDA stream",
+            root.display()
+        );
+        return;
+    }
+    cc::Build::new()
+        .cpp(true)
+        .file("src/classify/cuda_stream.cpp")
+        .include(root.join("include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .compile("coin_sorter_cuda_stream");
+    println!("cargo:rustc-link-search=native={}", root.join("lib").display());
+    println!("cargo:rustc-link-lib=dylib=c10");
+    println!("cargo:rustc-cfg=coin_sorter_cuda_stream");
 }
 
 /// With the `r2r` feature, r2r generates Rust types for the interfaces of the sourced

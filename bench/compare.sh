@@ -7,11 +7,7 @@
 # scripts/netns.sh. Environment: MODEL, BAG, THREADS, SECONDS_EACH, OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The reference's packages come from PyPI, so before the network goes.
-bench/reference/setup.sh
-if [ "$(ip -o link show | cut -d: -f2 | tr -d " ")" != "lo" ]; then
-  exec scripts/netns.sh "$0" "$@"
-fi
+source bench/prepare.sh
 MODEL=${MODEL:-models/coin_resnet50.pt}
 BAG=${BAG:-../shared/data/bags/bgr8-mcap}
 THREADS=${THREADS:-2}

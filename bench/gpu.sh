@@ -16,7 +16,9 @@
 #                         default: the lib folder of its Python torch, else .venv/libtorch/lib).
 #                         LD_LIBRARY_PATH wins over the binary's RUNPATH (this checkout's
 #                         .venv), and the libtorch actually loaded is printed. On a machine
-#                         without CUDA the same run falls back to the CPU (logged once)
+#                         without CUDA the same run falls back to the CPU (logged once).
+#                         It runs twice: with the node's defaults (fp16 and channels-last on
+#                         CUDA), then in fp32 with planar batches, for the difference
 # Environment: MODEL (a model to carry instead), BAG (../shared/data/bags/bgr8-mcap),
 # INPUT_SIZE of the made model (96, as the demo's), FRAMES (300), OUT (out/gpu-bundle);
 # relative paths are taken from the repository root.
@@ -88,8 +90,15 @@ case "${1:-}" in
         --max-steps 2 --input-size "${INPUT_SIZE:-96}" --augment none > "$here/train.log" 2>&1 \
         || { tail -20 "$here/train.log"; exit 1; }
     fi
+    echo "== the node's defaults (on CUDA: fp16 autocast, channels-last, pinned, own stream)"
     "$here/bin/coin_sorter" bench pipeline --bag "$here/bag" --model "$model" \
       --params-file "$here/params.yaml" --frames "${FRAMES:-300}" --batch 64 --batches 20
+    echo "== fp32, planar: what the defaults gain"
+    # params.yaml ends inside ros__parameters, so two more keys join them.
+    { cat "$here/params.yaml"; printf '    precision: "fp32"\n    channels_last: "off"\n'; } \
+      > "$here/fp32.yaml"
+    "$here/bin/coin_sorter" bench pipeline --bag "$here/bag" --model "$model" \
+      --params-file "$here/fp32.yaml" --frames "${FRAMES:-300}" --batch 64 --batches 20
     ;;
   *) echo "usage: $0 bundle|run" >&2; exit 2 ;;
 esac

@@ -10,11 +10,7 @@
 # MEMORY_FRAMES (10000), E2E_SECONDS (60), LONG_SECONDS (600), OUT (out/bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The reference's packages come from PyPI, so before the network goes.
-bench/reference/setup.sh
-if [ "$(ip -o link show | cut -d: -f2 | tr -d " ")" != "lo" ]; then
-  exec scripts/netns.sh "$0" "$@"
-fi
+source bench/prepare.sh
 MODEL=${MODEL:-models/coin_resnet50.pt}
 MEMORY_MODEL=${MEMORY_MODEL:-$MODEL}
 BAG=${BAG:-../shared/data/bags/bgr8-mcap}

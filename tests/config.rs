@@ -66,4 +66,14 @@ fn a_wrong_parameter_stops_start_up_with_its_name() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"tpu\""));
+    for (param, want) in [
+        ("precision:=half", "precision \"half\" is not one of auto, fp32, fp16"),
+        ("channels_last:=yes", "channels_last \"yes\" is not one of auto, on, off"),
+    ] {
+        let out =
+            std::process::Command::new(NODE).args(["--ros-args", "-p", param]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{param}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{param}: {err}");
+    }
 }

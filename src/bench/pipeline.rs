@@ -16,10 +16,11 @@ use serde::Serialize;
 use super::rss::resident_bytes;
 use crate::classify::model::Classifier;
 use crate::eval::metrics::Latency;
-use crate::msgs::coin_sorter::{CoinDetectionArray, SortCommand};
 use crate::msgs::vision_msgs::Detection2DArray;
+use crate::nodes::sorter::dds::DdsOutlets;
+use crate::nodes::sorter::worker::Outlets;
 use crate::pipeline::{FrameOutput, StageTimes};
-use crate::transport::{RosNode, qos};
+use crate::transport::RosNode;
 
 /// Options of `coin_sorter bench pipeline`.
 #[derive(Debug, Clone, clap::Args)]
@@ -67,7 +68,8 @@ pub struct PipelineArgs {
 pub struct PipelineReport {
     pub frames: usize,
     pub coins: usize,
-    pub device: String,
+    /// Where and how the model ran ([`Classifier::run_mode`]).
+    pub run_mode: String,
     pub threads: i32,
     pub input_size: u32,
     /// Per stage, per frame: `decode`, `locate`, `crop_normalise`, `forward`,
@@ -91,9 +93,7 @@ pub struct PipelineReport {
 /// The node's publishers of one frame, timed.
 struct Publishers {
     _node: RosNode,
-    det: ros2_client::Publisher<CoinDetectionArray>,
-    vision: ros2_client::Publisher<Detection2DArray>,
-    cmd: ros2_client::Publisher<SortCommand>,
+    out: DdsOutlets,
 }
 
 impl Publishers {
@@ -101,22 +101,17 @@ impl Publishers {
         crate::transport::netns::require_loopback_only("bench pipeline --publish")?;
         let args = crate::params::RosArgs::default();
         let mut node = RosNode::new("coin_sorter", &args)?;
-        Ok(Self {
-            det: node.publisher("~/detections", qos::output())?,
-            vision: node.publisher("~/detections_2d", qos::output())?,
-            cmd: node.publisher("~/sort_commands", qos::output())?,
-            _node: node,
-        })
+        Ok(Self { out: DdsOutlets::new(&mut node, false)?, _node: node })
     }
 
-    /// Sends one frame's messages as the node does; how long it took.
+    /// Sends one frame's messages through the node's own publishers, in the node's order;
+    /// how long it took.
     fn send(&self, out: FrameOutput) -> Result<Duration> {
         let t = Instant::now();
-        let dds = |e: &dyn std::fmt::Debug| anyhow::anyhow!("publish failed: {e:?}");
-        self.vision.publish(Detection2DArray::from(&out.detections)).map_err(|e| dds(&e))?;
-        self.det.publish(out.detections).map_err(|e| dds(&e))?;
+        self.out.detections_2d(Detection2DArray::from(&out.detections))?;
+        self.out.detections(out.detections)?;
         for c in out.commands {
-            self.cmd.publish(c).map_err(|e| dds(&e))?;
+            self.out.sort_command(c)?;
         }
         Ok(t.elapsed())
     }
@@ -133,8 +128,7 @@ pub fn run(args: &PipelineArgs) -> Result<PipelineReport> {
     let model = args.model.clone().unwrap_or_else(|| cfg.model_path.clone());
     let frames = super::frames::load(&args.bag, args.topic.as_deref())?;
     let classifier = cfg.load_classifier(&model)?;
-    let (device, input_size) =
-        (format!("{:?}", classifier.device()), classifier.metadata().input_size);
+    let (run_mode, input_size) = (classifier.run_mode(), classifier.metadata().input_size);
     let (mut pipeline, _) = cfg.pipeline(classifier)?;
     // Async runtime for the DDS participant's spinner, when publishing is timed.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -178,7 +172,7 @@ pub fn run(args: &PipelineArgs) -> Result<PipelineReport> {
         n => Some(crops_per_second(pipeline.classifier(), n, args.batches)?),
     };
     let memory = (before_frames, memory);
-    let report = summarise(&times, elapsed, args.publish, batch, memory, device, input_size);
+    let report = summarise(&times, elapsed, args.publish, batch, memory, run_mode, input_size);
     print(&report);
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report).context("cannot serialise the figures")?;
@@ -211,7 +205,7 @@ fn summarise(
     published: bool,
     batch: Option<(usize, f64, Latency)>,
     (memory_before_frames, memory): (u64, Vec<(usize, u64)>),
-    device: String,
+    run_mode: String,
     input_size: u32,
 ) -> PipelineReport {
     let pick = |f: &dyn Fn(&StageTimes, Duration) -> Duration| -> Latency {
@@ -250,7 +244,7 @@ fn summarise(
     PipelineReport {
         frames: times.len(),
         coins: times.iter().map(|(_, _, c)| c).sum(),
-        device,
+        run_mode,
         threads: tch::get_num_threads(),
         input_size,
         stages,
@@ -265,12 +259,12 @@ fn summarise(
 
 fn print(r: &PipelineReport) {
     println!(
-        "frames timed: {} ({} coins, {:.2} per frame); model input {} px on {}, {} threads",
+        "frames timed: {} ({} coins, {:.2} per frame); model input {} px, {}, {} threads",
         r.frames,
         r.coins,
         r.coins as f64 / r.frames.max(1) as f64,
         r.input_size,
-        r.device,
+        r.run_mode,
         r.threads
     );
     println!("{:<16}{:>10}{:>10}{:>10}{:>10}", "stage (ms)", "p50", "p95", "p99", "mean");

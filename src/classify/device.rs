@@ -81,3 +81,134 @@ pub fn select(pref: DevicePref) -> Result<Device> {
         }
     }
 }
+
+/// Numeric precision of the forward pass (`precision` parameter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// Half precision on CUDA, single on the CPU.
+    Auto,
+    /// Single precision everywhere.
+    Fp32,
+    /// Half precision through CUDA autocast (convolutions and matrix products in fp16, the
+    /// rest as libtorch's autocast lists say). On the CPU it falls back to fp32, logged once.
+    Fp16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "auto" => Self::Auto,
+            "fp32" => Self::Fp32,
+            "fp16" => Self::Fp16,
+            other => bail!("precision {other:?} is not one of auto, fp32, fp16"),
+        })
+    }
+}
+
+/// Memory layout of the batch handed to the model (`channels_last` parameter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelsLast {
+    /// Channels-last on CUDA, where cuDNN's fp16 convolutions prefer it; planar on the CPU,
+    /// where it measured slower (docs/performance.md).
+    Auto,
+    /// Channels-last on every device.
+    On,
+    /// Planar (NCHW) on every device.
+    Off,
+}
+
+impl std::str::FromStr for ChannelsLast {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "auto" => Self::Auto,
+            "on" => Self::On,
+            "off" => Self::Off,
+            other => bail!("channels_last {other:?} is not one of auto, on, off"),
+        })
+    }
+}
+
+/// How a model is loaded and run: where, in what precision, in what memory layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    pub device: DevicePref,
+    pub precision: Precision,
+    pub channels_last: ChannelsLast,
+}
+
+impl RunOptions {
+    /// `device`, with precision and layout chosen for it (both `auto`).
+    pub fn on(device: DevicePref) -> Self {
+        Self { device, precision: Precision::Auto, channels_last: ChannelsLast::Auto }
+    }
+
+    /// Whether the forward pass runs in half precision on `device`. Asking for fp16 on the
+    /// CPU gives fp32 and one log line per process: tch's autocast is CUDA only.
+    pub fn half_on(&self, device: Device) -> bool {
+        let cuda = device.is_cuda();
+        match self.precision {
+            Precision::Fp32 => false,
+            Precision::Auto => cuda,
+            Precision::Fp16 if cuda => true,
+            Precision::Fp16 => {
+                static LOGGED: OnceLock<()> = OnceLock::new();
+                LOGGED.get_or_init(|| {
+                    tracing::warn!("precision is fp16 but the model runs on the CPU; using fp32");
+                });
+                false
+            }
+        }
+    }
+
+    /// Whether batches are laid out channels-last on `device`.
+    pub fn channels_last_on(&self, device: Device) -> bool {
+        match self.channels_last {
+            ChannelsLast::Auto => device.is_cuda(),
+            ChannelsLast::On => true,
+            ChannelsLast::Off => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_means_fp16_and_channels_last_on_cuda_only() {
+        let auto = RunOptions::on(DevicePref::Auto);
+        assert!(auto.half_on(Device::Cuda(0)));
+        assert!(!auto.half_on(Device::Cpu));
+        assert!(auto.channels_last_on(Device::Cuda(0)));
+        assert!(!auto.channels_last_on(Device::Cpu));
+    }
+
+    #[test]
+    fn explicit_choices_hold_except_fp16_on_the_cpu() {
+        let mut o = RunOptions::on(DevicePref::Cpu);
+        o.precision = Precision::Fp16;
+        assert!(!o.half_on(Device::Cpu));
+        assert!(o.half_on(Device::Cuda(1)));
+        o.precision = Precision::Fp32;
+        assert!(!o.half_on(Device::Cuda(0)));
+        o.channels_last = ChannelsLast::On;
+        assert!(o.channels_last_on(Device::Cpu));
+        o.channels_last = ChannelsLast::Off;
+        assert!(!o.channels_last_on(Device::Cuda(0)));
+    }
+
+    #[test]
+    fn parses_the_documented_values_and_names_a_wrong_one() {
+        assert_eq!("fp16".parse::<Precision>().unwrap(), Precision::Fp16);
+        assert_eq!("fp32".parse::<Precision>().unwrap(), Precision::Fp32);
+        assert_eq!("auto".parse::<Precision>().unwrap(), Precision::Auto);
+        assert_eq!("on".parse::<ChannelsLast>().unwrap(), ChannelsLast::On);
+        assert_eq!("off".parse::<ChannelsLast>().unwrap(), ChannelsLast::Off);
+        let err = "half".parse::<Precision>().unwrap_err().to_string();
+        assert_eq!(err, "precision \"half\" is not one of auto, fp32, fp16");
+        let err = "yes".parse::<ChannelsLast>().unwrap_err().to_string();
+        assert_eq!(err, "channels_last \"yes\" is not one of auto, on, off");
+    }
+}

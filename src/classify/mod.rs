@@ -1,6 +1,7 @@
 //! Classify: coin crops in, labels and confidences out.
 
 pub mod crop;
+pub mod cuda_stream;
 pub mod device;
 pub mod metadata;
 pub mod model;

@@ -1,14 +1,16 @@
 //! Running the exported TorchScript classifier on a batch of crops.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tch::{CModule, Device, Kind, Tensor};
 
-use super::device::{self, DevicePref};
+use super::cuda_stream::CudaStream;
+use super::device::{self, DevicePref, RunOptions};
 use super::metadata::ModelMetadata;
-use super::preprocess::normalise_rgb;
+use super::preprocess::{normalise_rgb_interleaved, normalise_rgb_planar};
 
 /// The class scores of one crop.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +43,17 @@ pub struct Classifier {
     meta: ModelMetadata,
     device: Device,
     path: PathBuf,
+    /// Whether the forward pass runs under CUDA autocast (fp16); only ever true on CUDA, and
+    /// only once the warm-up batch came back in half precision.
+    half: bool,
+    /// Whether batches are laid out channels-last (NHWC in memory, NCHW in shape).
+    channels_last: bool,
+    /// The classifier's own CUDA stream; `None` on the CPU, or when none could be had.
+    stream: Option<CudaStream>,
+    /// Host buffer every batch is normalised into, grown as batches grow and reused, so a
+    /// frame allocates nothing for its input. Page-locked on CUDA, so the copy to the device
+    /// is a direct, asynchronous one. The lock makes the buffer one batch's at a time.
+    staging: Mutex<Option<Tensor>>,
 }
 
 impl std::fmt::Debug for Classifier {
@@ -65,13 +78,18 @@ impl Classifier {
     /// thread, a reload's blocking task) made the node's forward pass twice as slow on 2
     /// cores (docs/performance.md).
     pub fn load(model: &Path, pref: DevicePref) -> Result<Self> {
+        Self::load_with(model, RunOptions::on(pref))
+    }
+
+    /// [`Self::load`] with precision and memory layout chosen by `opts` too.
+    pub fn load_with(model: &Path, opts: RunOptions) -> Result<Self> {
         std::thread::scope(|s| {
             std::thread::Builder::new()
                 .name("model-load".into())
                 // The 8 MiB a main thread gets: loads that ran on the node's main thread
                 // need no more stack than they had there.
                 .stack_size(8 << 20)
-                .spawn_scoped(s, || Self::load_here(model, pref))
+                .spawn_scoped(s, || Self::load_here(model, opts))
                 .context("cannot start a thread to load the model")?
                 .join()
                 .map_err(|p| {
@@ -86,7 +104,7 @@ impl Classifier {
     }
 
     /// [`Self::load`] on the calling thread.
-    fn load_here(model: &Path, pref: DevicePref) -> Result<Self> {
+    fn load_here(model: &Path, opts: RunOptions) -> Result<Self> {
         if model.is_dir() {
             bail!("model file {} is a folder, not a TorchScript file", model.display());
         }
@@ -95,7 +113,21 @@ impl Classifier {
         }
         let meta_path = ModelMetadata::path_for_model(model);
         let meta = ModelMetadata::load(&meta_path)?;
-        let device = device::select(pref)?;
+        let device = device::select(opts.device)?;
+        let stream = match device {
+            Device::Cuda(i) => match CudaStream::new(i) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!("{e:#}; the model will run on the default CUDA stream");
+                    None
+                }
+            },
+            _ => None,
+        };
+        if let Some(s) = &stream {
+            // The weights' upload and the warm-up then run on the stream the frames will use.
+            s.make_current()?;
+        }
         // libtorch's errors carry a C++ backtrace after their first line; the reason is there.
         let mut module = CModule::load_on_device(model, device).map_err(|e| {
             let why = e.to_string();
@@ -106,11 +138,120 @@ impl Classifier {
             )
         })?;
         module.set_eval();
-        let this = Self { module, meta, device, path: model.to_path_buf() };
-        let s = this.meta.input_size as i64;
-        this.forward(&Tensor::zeros([TRACE_CHECK_BATCH, 3, s, s], (Kind::Float, device)))
+        let mut this = Self {
+            module,
+            meta,
+            device,
+            path: model.to_path_buf(),
+            half: opts.half_on(device),
+            channels_last: opts.channels_last_on(device),
+            stream,
+            staging: Mutex::new(None),
+        };
+        let s = this.meta.input_size as usize;
+        let zeros = vec![0u8; TRACE_CHECK_BATCH * s * s * 3];
+        let mut staging = None;
+        let input = this.stage(&mut staging, &zeros, TRACE_CHECK_BATCH)?;
+        if this.half {
+            // Autocast is libtorch's, applied to a TorchScript graph it did not trace; a model
+            // it fails on, or leaves in fp32, still serves in fp32.
+            match this.forward(&input) {
+                Ok(out) if out.logits.kind() == Kind::Half => {}
+                Ok(out) => {
+                    tracing::warn!(
+                        "model {}: autocast left its output in {:?}, so it does not run in half \
+                         precision; running it in fp32",
+                        model.display(),
+                        out.logits.kind()
+                    );
+                    this.half = false;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "model {} fails in half precision ({}); running it in fp32",
+                        model.display(),
+                        e.to_string().lines().next().unwrap_or_default()
+                    );
+                    this.half = false;
+                }
+            }
+        }
+        this.forward(&input)
             .with_context(|| format!("model {} fails on a {s}x{s} input", model.display()))?;
+        this.staging = Mutex::new(staging);
+        if let Device::Cuda(i) = device {
+            // The next frame may come on another thread; the weights must be in place for it.
+            tch::Cuda::synchronize(i as i64);
+        }
+        tracing::debug!("model {} runs {}", model.display(), this.run_mode());
         Ok(this)
+    }
+
+    /// How the forward pass runs, in words: device, precision, layout, staging and stream.
+    pub fn run_mode(&self) -> String {
+        let mut words = vec![
+            format!("on {:?}", self.device),
+            (if self.half { "fp16 (CUDA autocast)" } else { "fp32" }).to_owned(),
+            (if self.channels_last { "channels-last" } else { "planar (NCHW)" }).to_owned(),
+        ];
+        if self.device.is_cuda() {
+            words.push("pinned staging".to_owned());
+            words.push(
+                (if self.stream.is_some() { "own CUDA stream" } else { "default CUDA stream" })
+                    .to_owned(),
+            );
+        }
+        words.join(", ")
+    }
+
+    /// Normalises `n` crops of packed RGB into the staging buffer and returns the batch on the
+    /// model's device, `[n, 3, s, s]`, channels-last when so chosen. On the CPU the batch is
+    /// the buffer itself; on CUDA the copy is asynchronous on the current stream. Either way
+    /// the caller must hold `staging` (the buffer, made or grown here) until it has read the
+    /// batch's results back, which waits for both.
+    fn stage(&self, staging: &mut Option<Tensor>, crops: &[u8], n: usize) -> Result<Tensor> {
+        let s = self.meta.input_size as usize;
+        let per = s * s * 3;
+        let numel = n * per;
+        let big_enough = staging.as_ref().is_some_and(|t| t.numel() >= numel);
+        if !big_enough {
+            let host = Tensor::empty([numel as i64], (Kind::Float, Device::Cpu));
+            let host = match self.device {
+                Device::Cuda(_) => host
+                    .f_pin_memory(self.device)
+                    .with_context(|| format!("cannot page-lock a {numel}-float staging buffer"))?,
+                _ => host,
+            };
+            *staging = Some(host);
+        }
+        let Some(buffer) = staging.as_ref() else {
+            bail!("no staging buffer for {}", self.path.display());
+        };
+        // SAFETY: `buffer` is a contiguous CPU float tensor of at least `numel` elements, made
+        // above and never resized. The caller holds `staging` exclusively until this batch's
+        // results are read back, so no other batch, nor a copy or forward pass of an earlier
+        // one, reads or writes it while it is written here.
+        let floats =
+            unsafe { std::slice::from_raw_parts_mut(buffer.data_ptr().cast::<f32>(), numel) };
+        let (mean, std) = (self.meta.mean, self.meta.std);
+        for (crop, out) in crops.chunks_exact(per).zip(floats.chunks_exact_mut(per)) {
+            if self.channels_last {
+                normalise_rgb_interleaved(crop, mean, std, out);
+            } else {
+                normalise_rgb_planar(crop, mean, std, out);
+            }
+        }
+        let (n, s) = (n as i64, s as i64);
+        let batch = buffer.narrow(0, 0, numel as i64);
+        let batch = if self.channels_last {
+            batch.view([n, s, s, 3]).permute([0, 3, 1, 2])
+        } else {
+            batch.view([n, 3, s, s])
+        };
+        Ok(match self.device {
+            Device::Cpu => batch,
+            device => batch.to_device_(device, Kind::Float, true, false),
+        })
     }
 
     /// The model's metadata (labels, input size, normalisation).
@@ -132,7 +273,11 @@ impl Classifier {
     /// model has them, features.
     fn forward(&self, input: &Tensor) -> Result<Outputs> {
         let _guard = tch::no_grad_guard();
-        let out = self.module.forward_ts(&[input])?;
+        let out = if self.half {
+            tch::autocast(true, || self.module.forward_ts(&[input]))?
+        } else {
+            self.module.forward_ts(&[input])?
+        };
         let k = self.meta.labels.len() as i64;
         let f = self.meta.feature_columns as i64;
         let width = out.size().last().copied().unwrap_or(0);
@@ -169,13 +314,15 @@ impl Classifier {
             );
         }
         let n = crops.len() / per;
-        let mut planes = Vec::with_capacity(crops.len());
-        for crop in crops.chunks_exact(per) {
-            normalise_rgb(crop, self.meta.mean, self.meta.std, &mut planes);
+        if let Some(stream) = &self.stream {
+            // Per thread in libtorch: the thread that classifies may not be the one that
+            // loaded the model.
+            stream.make_current()?;
         }
-        let input = Tensor::from_slice(&planes)
-            .view([n as i64, 3, s as i64, s as i64])
-            .to_device(self.device);
+        let mut staging = self.staging.lock().map_err(|_| {
+            anyhow::anyhow!("the staging buffer of {} is poisoned", self.path.display())
+        })?;
+        let input = self.stage(&mut staging, crops, n)?;
         let t1 = Instant::now();
         let out = self.forward(&input)?;
         if let Device::Cuda(i) = self.device {
@@ -219,7 +366,7 @@ pub struct ClassifyTimes {
 
 /// Batch of one more than a single crop, so a module that only works on a batch of one fails
 /// at load time rather than on the first frame with two coins.
-const TRACE_CHECK_BATCH: i64 = 2;
+const TRACE_CHECK_BATCH: usize = 2;
 
 /// The rows of a 2-D tensor as `f32` vectors, on the CPU.
 pub fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {

@@ -30,16 +30,7 @@ pub async fn serve(
     let pending = Pending::new(&params, pipeline);
     let options = crate::nodes::live_params::node_options(pending.live.clone());
     let mut node = RosNode::with_options(NODE_NAME, &args, options)?;
-    let out = DdsOutlets {
-        det_pub: node.publisher("~/detections", qos::output())?,
-        vision_pub: node.publisher("~/detections_2d", qos::output())?,
-        // Off by default: no publisher exists and no frame is kept or drawn.
-        debug_pub: match cfg.debug_image {
-            true => Some(node.publisher("~/debug_image", qos::image("best_effort", 1)?)?),
-            false => None,
-        },
-        cmd_pub: node.publisher("~/sort_commands", qos::output())?,
-    };
+    let out = DdsOutlets::new(&mut node, cfg.debug_image)?;
     let diag_pub = node.publisher::<DiagnosticArray>("/diagnostics", qos::output())?;
     let core = pending.start(cfg, shift, out)?;
     let cfg = core.cfg();
@@ -96,13 +87,29 @@ pub async fn serve(
     Ok(())
 }
 
-/// The ros2-client publishers of the default backend.
-struct DdsOutlets {
+/// The ros2-client publishers of the default backend; `bench pipeline --publish` times them.
+pub(crate) struct DdsOutlets {
     det_pub: Publisher<CoinDetectionArray>,
     vision_pub: Publisher<Detection2DArray>,
     /// `~/debug_image`, when the `debug_image` parameter is on.
     debug_pub: Option<Publisher<Image>>,
     cmd_pub: Publisher<SortCommand>,
+}
+
+impl DdsOutlets {
+    /// The sorter's output publishers on `node`, `~/debug_image` only when `debug_image`.
+    pub(crate) fn new(node: &mut RosNode, debug_image: bool) -> Result<Self> {
+        Ok(Self {
+            det_pub: node.publisher("~/detections", qos::output())?,
+            vision_pub: node.publisher("~/detections_2d", qos::output())?,
+            // Off by default: no publisher exists and no frame is kept or drawn.
+            debug_pub: match debug_image {
+                true => Some(node.publisher("~/debug_image", qos::image("best_effort", 1)?)?),
+                false => None,
+            },
+            cmd_pub: node.publisher("~/sort_commands", qos::output())?,
+        })
+    }
 }
 
 fn dds<E: std::fmt::Debug>(r: std::result::Result<(), E>) -> Result<()> {

@@ -4,17 +4,17 @@
 //! [`worker`] the part every backend shares; `dds` and `rcl` the two ROS 2 backends, of which
 //! the `r2r` cargo feature picks the second.
 
-mod dds;
+pub(crate) mod dds;
 #[cfg(feature = "r2r")]
 mod rcl;
-mod worker;
+pub(crate) mod worker;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::classify::device::DevicePref;
+use crate::classify::device::RunOptions;
 use crate::classify::model::Classifier;
 use crate::decide::BinTable;
 use crate::locate::{DEFAULT_LOCATE, LocateParams};
@@ -57,6 +57,18 @@ pub const PARAMS: &[ParamSpec] = &[
         name: "device",
         default: D::Str("auto"),
         help: "where the model runs: auto, cpu or cuda",
+        dynamic: false,
+    },
+    ParamSpec {
+        name: "precision",
+        default: D::Str("auto"),
+        help: "forward pass precision: auto (fp16 on CUDA, fp32 on CPU), fp32 or fp16",
+        dynamic: false,
+    },
+    ParamSpec {
+        name: "channels_last",
+        default: D::Str("auto"),
+        help: "channels-last input batches: auto (on CUDA only), on or off",
         dynamic: false,
     },
     ParamSpec {
@@ -253,7 +265,8 @@ pub struct SorterConfig {
     pub image_topic: String,
     pub compressed_topic: String,
     pub model_path: PathBuf,
-    pub device: DevicePref,
+    /// Device, precision and memory layout of the model.
+    pub run: RunOptions,
     pub num_threads: i64,
     pub locate: LocateParams,
     pub bins: BinTable,
@@ -401,7 +414,11 @@ impl SorterConfig {
                 c
             },
             model_path: PathBuf::from(p.string("model_path")),
-            device: p.string("device").parse()?,
+            run: RunOptions {
+                device: p.string("device").parse()?,
+                precision: p.string("precision").parse()?,
+                channels_last: p.string("channels_last").parse()?,
+            },
             num_threads: match p.integer("num_threads") {
                 0 => 0,
                 n => i64::from(crate::params::checked_threads("num_threads", n)?),
@@ -435,12 +452,13 @@ impl SorterConfig {
     }
 
     /// Loads `model` as the node does: libtorch's thread count set from `num_threads` first,
-    /// then the model on `device`. The node, `eval` and `bench pipeline` share this.
+    /// then the model on `device`, in `precision` and `channels_last` layout. The node, `eval`
+    /// and `bench pipeline` share this.
     pub fn load_classifier(&self, model: &Path) -> Result<Classifier> {
         if self.num_threads > 0 {
             tch::set_num_threads(crate::params::checked_threads("num_threads", self.num_threads)?);
         }
-        Classifier::load(model, self.device)
+        Classifier::load_with(model, self.run)
     }
 
     /// The node's pipeline around `classifier`: this coin finder, bin table, tracking and
@@ -474,11 +492,11 @@ pub fn run(args: RosArgs, params: ParamSet) -> Result<()> {
     let cfg = SorterConfig::from_params(&params)?;
     let classifier = cfg.load_classifier(&cfg.model_path)?;
     tracing::info!(
-        "loaded model {} ({} labels, {}px input) on {:?}",
+        "loaded model {} ({} labels, {}px input), {}",
         cfg.model_path.display(),
         classifier.metadata().labels.len(),
         classifier.metadata().input_size,
-        classifier.device()
+        classifier.run_mode()
     );
     let (mut pipeline, status) = cfg.pipeline(classifier)?;
     pipeline.keep_images(cfg.debug_image);

@@ -199,8 +199,8 @@ impl Core {
     /// A model that fails to load, or whose labels the bin table does not cover, is refused
     /// with the reason and the running one stays.
     pub async fn reload(&self) -> Answer {
-        let (path, device) = (self.cfg.model_path.clone(), self.cfg.device);
-        let loaded = tokio::task::spawn_blocking(move || Classifier::load(&path, device)).await;
+        let (path, run) = (self.cfg.model_path.clone(), self.cfg.run);
+        let loaded = tokio::task::spawn_blocking(move || Classifier::load_with(&path, run)).await;
         let outcome: Result<ShiftStatus, String> = match loaded {
             Ok(Ok(classifier)) => {
                 let (reply, answer) = tokio::sync::oneshot::channel();

@@ -1,0 +1,80 @@
+//! How a loaded model runs: the staging buffer reused across batches of every size, the
+//! channels-last layout, and the precision and layout choices on a CPU-only machine.
+
+mod common;
+
+use coin_sorter::classify::device::{ChannelsLast, DevicePref, Precision, RunOptions};
+use coin_sorter::classify::model::{Classifier, Prediction};
+
+/// `n` crops of `side`² RGB with bytes from a fixed linear congruential sequence: unlike
+/// constant crops, a crop read from the wrong place or layout changes the logits.
+fn crops(n: usize, side: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed;
+    (0..n * side * side * 3)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn assert_close(a: &[Prediction], b: &[Prediction]) {
+    assert_eq!(a.len(), b.len());
+    for (p, q) in a.iter().zip(b) {
+        assert_eq!(p.logits.len(), q.logits.len());
+        for (x, y) in p.logits.iter().chain(&p.features).zip(q.logits.iter().chain(&q.features)) {
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + x.abs()),
+                "{:?} against {:?}",
+                p.logits,
+                q.logits
+            );
+        }
+    }
+}
+
+fn options(channels_last: ChannelsLast, precision: Precision) -> RunOptions {
+    RunOptions { device: DevicePref::Cpu, precision, channels_last }
+}
+
+#[test]
+fn batches_of_any_size_and_layout_give_each_crop_its_own_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_model(dir.path());
+    let planar =
+        Classifier::load_with(&model, options(ChannelsLast::Off, Precision::Auto)).unwrap();
+    let packed = Classifier::load_with(&model, options(ChannelsLast::On, Precision::Auto)).unwrap();
+    assert_eq!(planar.run_mode(), "on Cpu, fp32, planar (NCHW)");
+    assert_eq!(packed.run_mode(), "on Cpu, fp32, channels-last");
+
+    let side = planar.metadata().input_size as usize;
+    let per = side * side * 3;
+    let five = crops(5, side, 7);
+    let alone: Vec<Prediction> =
+        five.chunks_exact(per).map(|c| planar.classify_rgb(c).unwrap().remove(0)).collect();
+    // Big batch first, then smaller ones into the same (larger) buffer, then a bigger one.
+    let batch = planar.classify_rgb(&five).unwrap();
+    assert_close(&batch, &alone);
+    assert_close(&planar.classify_rgb(&five[per..3 * per]).unwrap(), &alone[1..3]);
+    let eight: Vec<u8> = five.iter().chain(&five[..3 * per]).copied().collect();
+    let again = planar.classify_rgb(&eight).unwrap();
+    assert_close(&again[..5], &alone);
+    assert_close(&again[5..], &alone[..3]);
+
+    assert_close(&packed.classify_rgb(&five).unwrap(), &alone);
+    assert_close(&packed.classify_rgb(&five[2 * per..]).unwrap(), &alone[2..]);
+    // The crops differ, so equal scores above mean each crop was read where it lies.
+    assert!(alone[0].logits != alone[1].logits);
+}
+
+#[test]
+fn fp16_on_the_cpu_runs_in_fp32_and_gives_the_fp32_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_model(dir.path());
+    let half = Classifier::load_with(&model, options(ChannelsLast::Auto, Precision::Fp16)).unwrap();
+    let full = Classifier::load_with(&model, options(ChannelsLast::Auto, Precision::Fp32)).unwrap();
+    assert_eq!(half.run_mode(), "on Cpu, fp32, planar (NCHW)");
+    let side = half.metadata().input_size as usize;
+    let four = crops(4, side, 11);
+    assert_close(&half.classify_rgb(&four).unwrap(), &full.classify_rgb(&four).unwrap());
+}
