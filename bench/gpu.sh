@@ -17,8 +17,9 @@
 #                         LD_LIBRARY_PATH wins over the binary's RUNPATH (this checkout's
 #                         .venv), and the libtorch actually loaded is printed. On a machine
 #                         without CUDA the same run falls back to the CPU (logged once).
-#                         It runs twice: with the node's defaults (fp16 and channels-last on
-#                         CUDA), then in fp32 with planar batches, for the difference
+#                         With CUDA it runs twice: with the node's defaults (fp16 and
+#                         channels-last on CUDA), then in fp32 with contiguous batches, for the
+#                         difference; without CUDA once, as both would run fp32 contiguous
 # Environment: MODEL (a model to carry instead), BAG (../shared/data/bags/bgr8-mcap),
 # INPUT_SIZE of the made model (96, as the demo's), FRAMES (300), OUT (out/gpu-bundle);
 # relative paths are taken from the repository root.
@@ -71,8 +72,11 @@ case "${1:-}" in
     echo "$OUT/bundle.tar.gz: $((size / 1024 / 1024)) MiB (at most 60 MiB, of a 64 MiB carry)"
     ;;
   run)
-    TORCH_LIB=${TORCH_LIB:-$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__) + "/lib")' 2>/dev/null || echo .venv/libtorch/lib)}
-    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU: CPU part only"
+    # The machine's Python torch, else (no torch in its python3) this checkout's libtorch.
+    torch_lib='import os, torch; print(os.path.dirname(torch.__file__) + "/lib")'
+    TORCH_LIB=${TORCH_LIB:-$(python3 -c "$torch_lib" 2>/dev/null || echo "$PWD/.venv/libtorch/lib")}
+    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null \
+      || echo "no GPU: CPU part only"
     if [ ! -f "$OUT/bundle.tar.gz" ]; then
       echo "no $OUT/bundle.tar.gz: make it with '$0 bundle' and carry $OUT" >&2
       exit 1
@@ -90,13 +94,17 @@ case "${1:-}" in
         --max-steps 2 --input-size "${INPUT_SIZE:-96}" --augment none > "$here/train.log" 2>&1 \
         || { tail -20 "$here/train.log"; exit 1; }
     fi
-    echo "== the node's defaults (on CUDA: fp16 autocast, channels-last, pinned, own stream)"
+    echo "== the node's defaults (on CUDA: fp16 autocast, channels_last, pinned, own stream)"
     "$here/bin/coin_sorter" bench pipeline --bag "$here/bag" --model "$model" \
       --params-file "$here/params.yaml" --frames "${FRAMES:-300}" --batch 64 --batches 20
-    echo "== fp32, planar: what the defaults gain"
+    if ! nvidia-smi > /dev/null 2>&1; then
+      echo "== no GPU: no fp32 comparison (the run above was fp32 and contiguous already)"
+      exit 0
+    fi
+    echo "== fp32, contiguous: what the defaults gain"
     # params.yaml ends inside ros__parameters, so two more keys join them.
-    { cat "$here/params.yaml"; printf '    precision: "fp32"\n    channels_last: "off"\n'; } \
-      > "$here/fp32.yaml"
+    { cat "$here/params.yaml"
+      printf '    precision: "fp32"\n    memory_format: "contiguous"\n'; } > "$here/fp32.yaml"
     "$here/bin/coin_sorter" bench pipeline --bag "$here/bag" --model "$model" \
       --params-file "$here/fp32.yaml" --frames "${FRAMES:-300}" --batch 64 --batches 20
     ;;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use coin_sorter::classify::device::{ChannelsLast, DevicePref, Precision, RunOptions};
+use coin_sorter::classify::device::{DevicePref, MemoryFormat, Precision, RunOptions};
 use coin_sorter::classify::model::{Classifier, Prediction};
 
 /// `n` crops of `side`² RGB with bytes from a fixed linear congruential sequence: unlike
@@ -33,8 +33,8 @@ fn assert_close(a: &[Prediction], b: &[Prediction]) {
     }
 }
 
-fn options(channels_last: ChannelsLast, precision: Precision) -> RunOptions {
-    RunOptions { device: DevicePref::Cpu, precision, channels_last }
+fn options(memory_format: MemoryFormat, precision: Precision) -> RunOptions {
+    RunOptions { device: DevicePref::Cpu, precision, memory_format }
 }
 
 #[test]
@@ -42,10 +42,12 @@ fn batches_of_any_size_and_layout_give_each_crop_its_own_scores() {
     let dir = tempfile::tempdir().unwrap();
     let model = common::tiny_model(dir.path());
     let planar =
-        Classifier::load_with(&model, options(ChannelsLast::Off, Precision::Auto)).unwrap();
-    let packed = Classifier::load_with(&model, options(ChannelsLast::On, Precision::Auto)).unwrap();
-    assert_eq!(planar.run_mode(), "on Cpu, fp32, planar (NCHW)");
-    assert_eq!(packed.run_mode(), "on Cpu, fp32, channels-last");
+        Classifier::load_with(&model, options(MemoryFormat::Contiguous, Precision::Auto)).unwrap();
+    let packed =
+        Classifier::load_with(&model, options(MemoryFormat::ChannelsLast, Precision::Auto))
+            .unwrap();
+    assert_eq!(planar.run_mode(), "on Cpu, fp32, contiguous (NCHW)");
+    assert_eq!(packed.run_mode(), "on Cpu, fp32, channels_last (NHWC)");
 
     let side = planar.metadata().input_size as usize;
     let per = side * side * 3;
@@ -71,9 +73,9 @@ fn batches_of_any_size_and_layout_give_each_crop_its_own_scores() {
 fn fp16_on_the_cpu_runs_in_fp32_and_gives_the_fp32_scores() {
     let dir = tempfile::tempdir().unwrap();
     let model = common::tiny_model(dir.path());
-    let half = Classifier::load_with(&model, options(ChannelsLast::Auto, Precision::Fp16)).unwrap();
-    let full = Classifier::load_with(&model, options(ChannelsLast::Auto, Precision::Fp32)).unwrap();
-    assert_eq!(half.run_mode(), "on Cpu, fp32, planar (NCHW)");
+    let half = Classifier::load_with(&model, options(MemoryFormat::Auto, Precision::Fp16)).unwrap();
+    let full = Classifier::load_with(&model, options(MemoryFormat::Auto, Precision::Fp32)).unwrap();
+    assert_eq!(half.run_mode(), "on Cpu, fp32, contiguous (NCHW)");
     let side = half.metadata().input_size as usize;
     let four = crops(4, side, 11);
     assert_close(&half.classify_rgb(&four).unwrap(), &full.classify_rgb(&four).unwrap());

@@ -68,7 +68,7 @@ fn a_wrong_parameter_stops_start_up_with_its_name() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"tpu\""));
     for (param, want) in [
         ("precision:=half", "precision \"half\" is not one of auto, fp32, fp16"),
-        ("channels_last:=yes", "channels_last \"yes\" is not one of auto, on, off"),
+        ("memory_format:=on", "memory_format \"on\" is not one of auto, channels_last, contiguous"),
     ] {
         let out =
             std::process::Command::new(NODE).args(["--ros-args", "-p", param]).output().unwrap();

@@ -106,26 +106,28 @@ impl std::str::FromStr for Precision {
     }
 }
 
-/// Memory layout of the batch handed to the model (`channels_last` parameter).
+/// Memory layout of the batch handed to the model (`memory_format` parameter), named as
+/// PyTorch names its memory formats. Words, not on/off: rcl's YAML reads a bare `on` or `off`
+/// as a boolean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChannelsLast {
-    /// Channels-last on CUDA, where cuDNN's fp16 convolutions prefer it; planar on the CPU,
-    /// where it measured slower (docs/performance.md).
+pub enum MemoryFormat {
+    /// Channels-last on CUDA, where cuDNN's fp16 convolutions prefer it; contiguous (NCHW) on
+    /// the CPU, where channels-last measured slower per frame (docs/performance.md).
     Auto,
-    /// Channels-last on every device.
-    On,
-    /// Planar (NCHW) on every device.
-    Off,
+    /// Channels-last (NHWC in memory) on every device.
+    ChannelsLast,
+    /// Contiguous NCHW on every device.
+    Contiguous,
 }
 
-impl std::str::FromStr for ChannelsLast {
+impl std::str::FromStr for MemoryFormat {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
         Ok(match s {
             "auto" => Self::Auto,
-            "on" => Self::On,
-            "off" => Self::Off,
-            other => bail!("channels_last {other:?} is not one of auto, on, off"),
+            "channels_last" => Self::ChannelsLast,
+            "contiguous" => Self::Contiguous,
+            other => bail!("memory_format {other:?} is not one of auto, channels_last, contiguous"),
         })
     }
 }
@@ -135,13 +137,13 @@ impl std::str::FromStr for ChannelsLast {
 pub struct RunOptions {
     pub device: DevicePref,
     pub precision: Precision,
-    pub channels_last: ChannelsLast,
+    pub memory_format: MemoryFormat,
 }
 
 impl RunOptions {
     /// `device`, with precision and layout chosen for it (both `auto`).
     pub fn on(device: DevicePref) -> Self {
-        Self { device, precision: Precision::Auto, channels_last: ChannelsLast::Auto }
+        Self { device, precision: Precision::Auto, memory_format: MemoryFormat::Auto }
     }
 
     /// Whether the forward pass runs in half precision on `device`. Asking for fp16 on the
@@ -164,10 +166,10 @@ impl RunOptions {
 
     /// Whether batches are laid out channels-last on `device`.
     pub fn channels_last_on(&self, device: Device) -> bool {
-        match self.channels_last {
-            ChannelsLast::Auto => device.is_cuda(),
-            ChannelsLast::On => true,
-            ChannelsLast::Off => false,
+        match self.memory_format {
+            MemoryFormat::Auto => device.is_cuda(),
+            MemoryFormat::ChannelsLast => true,
+            MemoryFormat::Contiguous => false,
         }
     }
 }
@@ -193,9 +195,9 @@ mod tests {
         assert!(o.half_on(Device::Cuda(1)));
         o.precision = Precision::Fp32;
         assert!(!o.half_on(Device::Cuda(0)));
-        o.channels_last = ChannelsLast::On;
+        o.memory_format = MemoryFormat::ChannelsLast;
         assert!(o.channels_last_on(Device::Cpu));
-        o.channels_last = ChannelsLast::Off;
+        o.memory_format = MemoryFormat::Contiguous;
         assert!(!o.channels_last_on(Device::Cuda(0)));
     }
 
@@ -204,11 +206,13 @@ mod tests {
         assert_eq!("fp16".parse::<Precision>().unwrap(), Precision::Fp16);
         assert_eq!("fp32".parse::<Precision>().unwrap(), Precision::Fp32);
         assert_eq!("auto".parse::<Precision>().unwrap(), Precision::Auto);
-        assert_eq!("on".parse::<ChannelsLast>().unwrap(), ChannelsLast::On);
-        assert_eq!("off".parse::<ChannelsLast>().unwrap(), ChannelsLast::Off);
+        let f = |s: &str| s.parse::<MemoryFormat>().unwrap();
+        assert_eq!(f("channels_last"), MemoryFormat::ChannelsLast);
+        assert_eq!(f("contiguous"), MemoryFormat::Contiguous);
+        assert_eq!(f("auto"), MemoryFormat::Auto);
         let err = "half".parse::<Precision>().unwrap_err().to_string();
         assert_eq!(err, "precision \"half\" is not one of auto, fp32, fp16");
-        let err = "yes".parse::<ChannelsLast>().unwrap_err().to_string();
-        assert_eq!(err, "channels_last \"yes\" is not one of auto, on, off");
+        let err = "on".parse::<MemoryFormat>().unwrap_err().to_string();
+        assert_eq!(err, "memory_format \"on\" is not one of auto, channels_last, contiguous");
     }
 }

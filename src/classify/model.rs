@@ -192,7 +192,8 @@ impl Classifier {
         let mut words = vec![
             format!("on {:?}", self.device),
             (if self.half { "fp16 (CUDA autocast)" } else { "fp32" }).to_owned(),
-            (if self.channels_last { "channels-last" } else { "planar (NCHW)" }).to_owned(),
+            (if self.channels_last { "channels_last (NHWC)" } else { "contiguous (NCHW)" })
+                .to_owned(),
         ];
         if self.device.is_cuda() {
             words.push("pinned staging".to_owned());

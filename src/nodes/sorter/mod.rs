@@ -66,9 +66,9 @@ pub const PARAMS: &[ParamSpec] = &[
         dynamic: false,
     },
     ParamSpec {
-        name: "channels_last",
+        name: "memory_format",
         default: D::Str("auto"),
-        help: "channels-last input batches: auto (on CUDA only), on or off",
+        help: "input batch layout: auto (channels_last on CUDA), channels_last or contiguous",
         dynamic: false,
     },
     ParamSpec {
@@ -417,7 +417,7 @@ impl SorterConfig {
             run: RunOptions {
                 device: p.string("device").parse()?,
                 precision: p.string("precision").parse()?,
-                channels_last: p.string("channels_last").parse()?,
+                memory_format: p.string("memory_format").parse()?,
             },
             num_threads: match p.integer("num_threads") {
                 0 => 0,
@@ -452,7 +452,7 @@ impl SorterConfig {
     }
 
     /// Loads `model` as the node does: libtorch's thread count set from `num_threads` first,
-    /// then the model on `device`, in `precision` and `channels_last` layout. The node, `eval`
+    /// then the model on `device`, in `precision` and `memory_format`. The node, `eval`
     /// and `bench pipeline` share this.
     pub fn load_classifier(&self, model: &Path) -> Result<Classifier> {
         if self.num_threads > 0 {
