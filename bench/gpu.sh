@@ -19,7 +19,7 @@
 #                         without CUDA the same run falls back to the CPU (logged once).
 #                         With CUDA it runs twice: with the node's defaults (fp16 and
 #                         channels-last on CUDA), then in fp32 with contiguous batches, for the
-#                         difference; without CUDA once, as both would run fp32 contiguous
+#                         difference; once when the model ran on the CPU (both would be fp32)
 # Environment: MODEL (a model to carry instead), BAG (../shared/data/bags/bgr8-mcap),
 # INPUT_SIZE of the made model (96, as the demo's), FRAMES (300), OUT (out/gpu-bundle);
 # relative paths are taken from the repository root.
@@ -45,8 +45,17 @@ case "${1:-}" in
         *) cp -L "$lib" "$stage/lib/" ;;
       esac
     done
+    if [ ! -d "$BAG" ]; then
+      echo "BAG=$BAG is not a rosbag2 folder (metadata.yaml and its files)" >&2
+      exit 1
+    fi
     cp "$BAG"/* "$stage/bag/"
     if [ -n "${MODEL:-}" ]; then
+      case "$MODEL" in
+        *.pt) ;;
+        *) echo "MODEL=$MODEL: a TorchScript file named *.pt, with its .json beside it" >&2
+           exit 1 ;;
+      esac
       cp "$MODEL" "${MODEL%.pt}.json" "$stage/"
     else
       for class in "$DATA"/*/; do
@@ -96,9 +105,10 @@ case "${1:-}" in
     fi
     echo "== the node's defaults (on CUDA: fp16 autocast, channels_last, pinned, own stream)"
     "$here/bin/coin_sorter" bench pipeline --bag "$here/bag" --model "$model" \
-      --params-file "$here/params.yaml" --frames "${FRAMES:-300}" --batch 64 --batches 20
-    if ! nvidia-smi > /dev/null 2>&1; then
-      echo "== no GPU: no fp32 comparison (the run above was fp32 and contiguous already)"
+      --params-file "$here/params.yaml" --frames "${FRAMES:-300}" --batch 64 --batches 20 \
+      | tee "$here/defaults.txt"
+    if ! grep -q "on Cuda" "$here/defaults.txt"; then
+      echo "== the model ran on the CPU: no fp32 comparison (that run was fp32 contiguous)"
       exit 0
     fi
     echo "== fp32, contiguous: what the defaults gain"

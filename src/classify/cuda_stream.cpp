@@ -1,5 +1,5 @@
-// C entry points for the two c10 stream calls that tch does not wrap: take a CUDA stream from
-// libtorch's pool, and make a stream the calling thread's current one. They go through c10's
+// C entry points for the c10 stream calls that tch does not wrap: take a CUDA stream from
+// libtorch's pool, make a stream the calling thread's current one, and wait for a stream. They go through c10's
 // device-generic guard interface, which libc10_cuda.so fills in once libtorch_cuda.so is
 // loaded, so neither the CUDA headers nor a link to libc10_cuda.so is needed, and a CPU-only
 // process gets c10's error instead. Every entry point catches C++ exceptions, which must not
@@ -52,6 +52,21 @@ extern "C" int coin_sorter_cuda_stream_set(int device, std::int64_t id, char* er
   try {
     const auto* cuda = c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA);
     cuda->exchangeStream(c10::Stream::unpack3(
+        id, static_cast<c10::DeviceIndex>(device), c10::DeviceType::CUDA));
+    return 0;
+  } catch (const std::exception& e) {
+    report(e.what(), err, len);
+  } catch (...) {
+    report("unknown C++ exception", err, len);
+  }
+  return -1;
+}
+
+extern "C" int coin_sorter_cuda_stream_synchronize(int device, std::int64_t id, char* err,
+                                                   std::size_t len) {
+  try {
+    const auto* cuda = c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA);
+    cuda->synchronizeStream(c10::Stream::unpack3(
         id, static_cast<c10::DeviceIndex>(device), c10::DeviceType::CUDA));
     return 0;
   } catch (const std::exception& e) {

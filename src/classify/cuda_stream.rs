@@ -29,6 +29,12 @@ unsafe extern "C" {
         err: *mut std::ffi::c_char,
         len: usize,
     ) -> std::ffi::c_int;
+    fn coin_sorter_cuda_stream_synchronize(
+        device: std::ffi::c_int,
+        id: i64,
+        err: *mut std::ffi::c_char,
+        len: usize,
+    ) -> std::ffi::c_int;
 }
 
 /// Room for the first line of a c10 error message.
@@ -46,8 +52,9 @@ impl CudaStream {
     /// Takes a stream from libtorch's pool for CUDA device `device`. Fails with c10's reason
     /// when there is no such device, and on builds without the shim.
     pub fn new(device: usize) -> Result<Self> {
-        let Ok(dev) = i32::try_from(device) else {
-            bail!("CUDA device index {device} is out of range");
+        // c10 keeps device indices in an i8.
+        let Ok(dev) = i8::try_from(device).map(i32::from) else {
+            bail!("CUDA device index {device} is out of range (at most {})", i8::MAX);
         };
         #[cfg(coin_sorter_cuda_stream)]
         {
@@ -93,6 +100,31 @@ impl CudaStream {
             bail!("cannot make CUDA stream {} current: no CUDA stream support", self.id)
         }
     }
+
+    /// Blocks until the work queued on this stream so far has finished.
+    pub fn synchronize(&self) -> Result<()> {
+        #[cfg(coin_sorter_cuda_stream)]
+        {
+            let mut err = [0u8; ERR_LEN];
+            // SAFETY: as in `make_current`.
+            let rc = unsafe {
+                coin_sorter_cuda_stream_synchronize(
+                    self.device,
+                    self.id,
+                    err.as_mut_ptr().cast(),
+                    ERR_LEN,
+                )
+            };
+            if rc != 0 {
+                bail!("cannot wait for CUDA stream {}: {}", self.id, message(&err));
+            }
+            Ok(())
+        }
+        #[cfg(not(coin_sorter_cuda_stream))]
+        {
+            bail!("cannot wait for CUDA stream {}: no CUDA stream support", self.id)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -109,5 +141,7 @@ mod tests {
         let err = CudaStream::new(0).unwrap_err().to_string();
         assert!(err.starts_with("cannot take a CUDA stream for device 0: "), "{err}");
         assert!(err.len() > "cannot take a CUDA stream for device 0: ".len(), "{err}");
+        let err = CudaStream::new(300).unwrap_err().to_string();
+        assert_eq!(err, "CUDA device index 300 is out of range (at most 127)");
     }
 }

@@ -33,10 +33,11 @@ impl std::str::FromStr for DevicePref {
     }
 }
 
-/// Tries once per process to load `libtorch_cuda.so`; returns whether CUDA is usable.
-fn cuda_usable() -> bool {
-    static USABLE: OnceLock<bool> = OnceLock::new();
-    *USABLE.get_or_init(|| {
+/// Tries once per process to load `libtorch_cuda.so`; returns whether CUDA is usable, or why
+/// not.
+fn cuda_usable() -> std::result::Result<(), &'static str> {
+    static USABLE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    let usable = USABLE.get_or_init(|| {
         let name = c"libtorch_cuda.so";
         // SAFETY: `name` is a valid NUL-terminated string; dlopen has no other preconditions.
         // The handle is deliberately never closed: libtorch keeps pointers into the library.
@@ -51,34 +52,35 @@ fn cuda_usable() -> bool {
                 unsafe { std::ffi::CStr::from_ptr(err) }.to_string_lossy().into_owned()
             };
             tracing::debug!("libtorch_cuda.so not loaded: {reason}");
-            return false;
+            return Err(format!("libtorch_cuda.so could not be loaded ({reason})"));
         }
-        tch::Cuda::is_available()
-    })
+        if tch::Cuda::is_available() {
+            Ok(())
+        } else {
+            Err("libtorch_cuda.so is loaded but libtorch sees no CUDA device".to_string())
+        }
+    });
+    usable.as_ref().map(|_| ()).map_err(String::as_str)
 }
 
 /// Resolves a preference to a device. `Auto` falls back to CPU with one log line per process.
 pub fn select(pref: DevicePref) -> Result<Device> {
     match pref {
         DevicePref::Cpu => Ok(Device::Cpu),
-        DevicePref::Cuda => {
-            if cuda_usable() {
-                Ok(Device::Cuda(0))
-            } else {
-                bail!("device is cuda but no usable CUDA device or libtorch_cuda.so was found")
-            }
-        }
-        DevicePref::Auto => {
-            if cuda_usable() {
-                Ok(Device::Cuda(0))
-            } else {
+        DevicePref::Cuda => match cuda_usable() {
+            Ok(()) => Ok(Device::Cuda(0)),
+            Err(why) => bail!("device is cuda but CUDA is not usable: {why}"),
+        },
+        DevicePref::Auto => match cuda_usable() {
+            Ok(()) => Ok(Device::Cuda(0)),
+            Err(why) => {
                 static LOGGED: OnceLock<()> = OnceLock::new();
                 LOGGED.get_or_init(|| {
-                    tracing::info!("CUDA is not available; running the model on the CPU");
+                    tracing::info!("CUDA is not usable ({why}); running the model on the CPU");
                 });
                 Ok(Device::Cpu)
             }
-        }
+        },
     }
 }
 

@@ -128,14 +128,8 @@ impl Classifier {
             // The weights' upload and the warm-up then run on the stream the frames will use.
             s.make_current()?;
         }
-        // libtorch's errors carry a C++ backtrace after their first line; the reason is there.
         let mut module = CModule::load_on_device(model, device).map_err(|e| {
-            let why = e.to_string();
-            anyhow::anyhow!(
-                "cannot load TorchScript model {}: {}",
-                model.display(),
-                why.lines().next().unwrap_or_default()
-            )
+            torch_error(e, &format!("cannot load TorchScript model {}", model.display()))
         })?;
         module.set_eval();
         let mut this = Self {
@@ -168,9 +162,8 @@ impl Classifier {
                 }
                 Err(e) => {
                     tracing::warn!(
-                        "model {} fails in half precision ({}); running it in fp32",
-                        model.display(),
-                        e.to_string().lines().next().unwrap_or_default()
+                        "model {} fails in half precision ({e:#}); running it in fp32",
+                        model.display()
                     );
                     this.half = false;
                 }
@@ -179,10 +172,8 @@ impl Classifier {
         this.forward(&input)
             .with_context(|| format!("model {} fails on a {s}x{s} input", model.display()))?;
         this.staging = Mutex::new(staging);
-        if let Device::Cuda(i) = device {
-            // The next frame may come on another thread; the weights must be in place for it.
-            tch::Cuda::synchronize(i as i64);
-        }
+        // The next frame may come on another thread; the weights must be in place for it.
+        this.synchronize()?;
         tracing::debug!("model {} runs {}", model.display(), this.run_mode());
         Ok(this)
     }
@@ -216,11 +207,15 @@ impl Classifier {
         let numel = n * per;
         let big_enough = staging.as_ref().is_some_and(|t| t.numel() >= numel);
         if !big_enough {
-            let host = Tensor::empty([numel as i64], (Kind::Float, Device::Cpu));
+            // Dropped first, so a grown buffer does not need the old one's memory beside it.
+            *staging = None;
+            // Zeros, not `empty`: the slice below must never view uninitialised memory.
+            let host = Tensor::f_zeros([numel as i64], (Kind::Float, Device::Cpu))
+                .map_err(|e| torch_error(e, &format!("cannot allocate {numel} floats to stage")))?;
             let host = match self.device {
-                Device::Cuda(_) => host
-                    .f_pin_memory(self.device)
-                    .with_context(|| format!("cannot page-lock a {numel}-float staging buffer"))?,
+                Device::Cuda(_) => host.f_pin_memory(self.device).map_err(|e| {
+                    torch_error(e, &format!("cannot page-lock {numel} floats to stage"))
+                })?,
                 _ => host,
             };
             *staging = Some(host);
@@ -228,8 +223,8 @@ impl Classifier {
         let Some(buffer) = staging.as_ref() else {
             bail!("no staging buffer for {}", self.path.display());
         };
-        // SAFETY: `buffer` is a contiguous CPU float tensor of at least `numel` elements, made
-        // above and never resized. The caller holds `staging` exclusively until this batch's
+        // SAFETY: `buffer` is a contiguous, zero-filled CPU float tensor of at least `numel`
+        // elements, made above and never resized. The caller holds `staging` exclusively until this batch's
         // results are read back, so no other batch, nor a copy or forward pass of an earlier
         // one, reads or writes it while it is written here.
         let floats =
@@ -243,16 +238,31 @@ impl Classifier {
             }
         }
         let (n, s) = (n as i64, s as i64);
-        let batch = buffer.narrow(0, 0, numel as i64);
+        let batch = buffer.f_narrow(0, 0, numel as i64)?;
         let batch = if self.channels_last {
-            batch.view([n, s, s, 3]).permute([0, 3, 1, 2])
+            batch.f_view_([n, s, s, 3])?.f_permute([0, 3, 1, 2])?
         } else {
-            batch.view([n, 3, s, s])
+            batch.f_view_([n, 3, s, s])?
         };
         Ok(match self.device {
             Device::Cpu => batch,
-            device => batch.to_device_(device, Kind::Float, true, false),
+            device => batch.f_to_device_(device, Kind::Float, true, false).map_err(|e| {
+                torch_error(e, &format!("cannot copy a batch of {n} crops to {device:?}"))
+            })?,
         })
+    }
+
+    /// Waits for the work this classifier queued on CUDA: its own stream's, or the whole
+    /// device's when it has none. Nothing to wait for on the CPU.
+    fn synchronize(&self) -> Result<()> {
+        match (self.device, &self.stream) {
+            (Device::Cuda(_), Some(stream)) => stream.synchronize(),
+            (Device::Cuda(i), None) => {
+                tch::Cuda::synchronize(i as i64);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The model's metadata (labels, input size, normalisation).
@@ -275,10 +285,11 @@ impl Classifier {
     fn forward(&self, input: &Tensor) -> Result<Outputs> {
         let _guard = tch::no_grad_guard();
         let out = if self.half {
-            tch::autocast(true, || self.module.forward_ts(&[input]))?
+            tch::autocast(true, || self.module.forward_ts(&[input]))
         } else {
-            self.module.forward_ts(&[input])?
-        };
+            self.module.forward_ts(&[input])
+        }
+        .map_err(|e| torch_error(e, &format!("model {} failed", self.path.display())))?;
         let k = self.meta.labels.len() as i64;
         let f = self.meta.feature_columns as i64;
         let width = out.size().last().copied().unwrap_or(0);
@@ -320,16 +331,14 @@ impl Classifier {
             // loaded the model.
             stream.make_current()?;
         }
-        let mut staging = self.staging.lock().map_err(|_| {
-            anyhow::anyhow!("the staging buffer of {} is poisoned", self.path.display())
-        })?;
+        // A batch that panicked poisons the lock, but leaves nothing the next batch reads:
+        // every batch writes all it uses.
+        let mut staging = self.staging.lock().unwrap_or_else(|p| p.into_inner());
         let input = self.stage(&mut staging, crops, n)?;
         let t1 = Instant::now();
         let out = self.forward(&input)?;
-        if let Device::Cuda(i) = self.device {
-            // Kernels run asynchronously; the time is the forward pass's only once they end.
-            tch::Cuda::synchronize(i as i64);
-        }
+        // Kernels run asynchronously; the time is the forward pass's only once they end.
+        self.synchronize()?;
         times = ClassifyTimes { normalise: t1 - t0, forward: t1.elapsed() };
         let logits = rows(&out.logits)?;
         let features = match &out.features {
@@ -372,12 +381,35 @@ const TRACE_CHECK_BATCH: usize = 2;
 /// The rows of a 2-D tensor as `f32` vectors, on the CPU.
 pub fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
     let (n, d) = t.size2().context("expected a [N, D] tensor")?;
-    let flat: Vec<f32> =
-        Vec::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]))?;
+    let host = t
+        .f_to_device_(Device::Cpu, Kind::Float, false, false)
+        .and_then(|h| h.f_contiguous())
+        .and_then(|h| h.f_view_([-1]))
+        .map_err(|e| torch_error(e, "cannot read model outputs back"))?;
+    let flat: Vec<f32> = Vec::try_from(host)?;
     if d <= 0 {
         return Ok(vec![Vec::new(); n.max(0) as usize]);
     }
     Ok(flat.chunks_exact(d as usize).map(<[f32]>::to_vec).collect())
+}
+
+/// `what`, with the reason libtorch gave for `e`. Its messages carry a backtrace, and for
+/// TorchScript a serialised-code traceback, after the first line; the reason is the first line
+/// or, past such a traceback, the last `...Error: ` line.
+pub fn torch_error(e: tch::TchError, what: &str) -> anyhow::Error {
+    let text = e.to_string();
+    // tch's own prefix says nothing the caller's words do not.
+    let first = text.lines().next().unwrap_or_default();
+    let first = first.strip_prefix("Internal torch error: ").unwrap_or(first);
+    let reason = if first.contains("failed in the TorchScript interpreter") {
+        text.lines()
+            .rev()
+            .find_map(|l| l.split_once("Error: ").filter(|(kind, _)| !kind.contains(' ')))
+            .map_or(first, |(_, why)| why)
+    } else {
+        first
+    };
+    anyhow::anyhow!("{what}: {}", reason.trim())
 }
 
 /// Softmax of one logit row, computed without overflow.
@@ -386,4 +418,29 @@ fn softmax(logits: &[f32]) -> Vec<f32> {
     let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
     let sum: f32 = exp.iter().sum();
     exp.into_iter().map(|e| e / sum).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torch_errors_keep_the_reason_and_drop_the_traceback() {
+        let script = "The following operation failed in the TorchScript interpreter.\n\
+                      Traceback of TorchScript, serialized code (most recent call last):\n  \
+                      File \"code/__torch__.py\", line 9, in forward\n    \
+                      _0 = torch._convolution(x, CONSTANTS.c0)\n\
+                      RuntimeError: DefaultCPUAllocator: can't allocate memory: 4 bytes\n";
+        let e = torch_error(tch::TchError::Torch(script.into()), "model m.pt failed");
+        assert_eq!(
+            e.to_string(),
+            "model m.pt failed: DefaultCPUAllocator: can't allocate memory: 4 bytes"
+        );
+        let plain = "open file failed because of errno 2\nException raised from x at y.cpp:1";
+        let e = torch_error(tch::TchError::Torch(plain.into()), "cannot load TorchScript model m");
+        assert_eq!(
+            e.to_string(),
+            "cannot load TorchScript model m: open file failed because of errno 2"
+        );
+    }
 }

@@ -344,7 +344,32 @@ fn classify_loop(
         // A change acknowledged while we waited applies to this frame already.
         controls.apply(&mut pipeline, state);
         let stamp = frame.header().stamp;
-        match pipeline.process(&frame) {
+        // libtorch's and OpenCV's bindings panic where they run out of memory in calls that
+        // have no fallible form; one frame is lost, not the node's only classifying thread.
+        let processed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pipeline.process(&frame)));
+        let processed = match processed {
+            Ok(processed) => processed,
+            Err(panic) => {
+                counters.add("frames_rejected", 1);
+                counters.add("rejected_panic", 1);
+                if let Some(held) = throttle.allow("panic") {
+                    let why = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "no message".into());
+                    tracing::error!(
+                        "processing the {topic} frame stamped {}.{:09} panicked ({why}; {held} \
+                         more since the last report); dropped it, waiting for the next frame",
+                        stamp.sec,
+                        stamp.nanosec
+                    );
+                }
+                continue;
+            }
+        };
+        match processed {
             Ok(result) => {
                 counters.add("frames_processed", 1);
                 counters.add("coins_detected", result.detections.detections.len() as u64);
