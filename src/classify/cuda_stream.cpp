@@ -1,9 +1,9 @@
 // C entry points for the c10 stream calls that tch does not wrap: take a CUDA stream from
-// libtorch's pool, make a stream the calling thread's current one, and wait for a stream. They go through c10's
-// device-generic guard interface, which libc10_cuda.so fills in once libtorch_cuda.so is
-// loaded, so neither the CUDA headers nor a link to libc10_cuda.so is needed, and a CPU-only
-// process gets c10's error instead. Every entry point catches C++ exceptions, which must not
-// unwind into Rust, and reports the message instead.
+// libtorch's pool, make a stream the calling thread's current one, and wait for a stream.
+// They go through c10's device-generic guard interface, which libc10_cuda.so fills in once
+// libtorch_cuda.so is loaded, so neither the CUDA headers nor a link to libc10_cuda.so is
+// needed, and a CPU-only process gets c10's error instead. Every entry point catches C++
+// exceptions, which must not unwind into Rust, and reports the message instead.
 
 #include <c10/core/Device.h>
 #include <c10/core/Stream.h>

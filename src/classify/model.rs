@@ -224,9 +224,10 @@ impl Classifier {
             bail!("no staging buffer for {}", self.path.display());
         };
         // SAFETY: `buffer` is a contiguous, zero-filled CPU float tensor of at least `numel`
-        // elements, made above and never resized. The caller holds `staging` exclusively until this batch's
-        // results are read back, so no other batch, nor a copy or forward pass of an earlier
-        // one, reads or writes it while it is written here.
+        // elements, made above and never resized. The caller holds `staging` exclusively until
+        // this batch's results are read back (or its failure waited for), so no other batch,
+        // nor a copy or forward pass of an earlier one, reads or writes it while it is written
+        // here.
         let floats =
             unsafe { std::slice::from_raw_parts_mut(buffer.data_ptr().cast::<f32>(), numel) };
         let (mean, std) = (self.meta.mean, self.meta.std);
@@ -336,9 +337,11 @@ impl Classifier {
         let mut staging = self.staging.lock().unwrap_or_else(|p| p.into_inner());
         let input = self.stage(&mut staging, crops, n)?;
         let t1 = Instant::now();
-        let out = self.forward(&input)?;
-        // Kernels run asynchronously; the time is the forward pass's only once they end.
+        let out = self.forward(&input);
+        // Kernels run asynchronously; the time is the forward pass's only once they end. Also
+        // after a failed pass, whose batch may still be copying out of the staging buffer.
         self.synchronize()?;
+        let out = out?;
         times = ClassifyTimes { normalise: t1 - t0, forward: t1.elapsed() };
         let logits = rows(&out.logits)?;
         let features = match &out.features {
