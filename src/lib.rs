@@ -23,6 +23,7 @@ pub mod locate;
 pub mod monitor;
 pub mod msgs;
 pub mod nodes;
+pub mod panics;
 pub mod params;
 pub mod pipeline;
 pub mod plots;

@@ -29,50 +29,46 @@ void report(const char* what, char* err, std::size_t len) {
   err[n] = '\0';
 }
 
+// Runs `work` with libtorch's CUDA guard implementation: 0 when it returns, -1 with the
+// exception's message in `err` when it throws (no exception leaves this function).
+template <typename Work>
+int guarded(char* err, std::size_t len, Work work) {
+  try {
+    work(*c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA));
+    return 0;
+  } catch (const std::exception& e) {
+    report(e.what(), err, len);
+  } catch (...) {
+    report("unknown C++ exception", err, len);
+  }
+  return -1;
+}
+
+// The pool's stream `id` on CUDA device `device`.
+c10::Stream cuda_stream(int device, std::int64_t id) {
+  return c10::Stream::unpack3(id, static_cast<c10::DeviceIndex>(device), c10::DeviceType::CUDA);
+}
+
 }  // namespace
 
 extern "C" int coin_sorter_cuda_stream_new(int device, std::int64_t* id, char* err,
                                            std::size_t len) {
-  try {
-    const auto* cuda = c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA);
+  return guarded(err, len, [&](const c10::impl::DeviceGuardImplInterface& cuda) {
     c10::Device dev(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(device));
-    c10::Stream stream = cuda->getStreamFromGlobalPool(dev, false);
-    *id = stream.id();
-    return 0;
-  } catch (const std::exception& e) {
-    report(e.what(), err, len);
-  } catch (...) {
-    report("unknown C++ exception", err, len);
-  }
-  return -1;
+    *id = cuda.getStreamFromGlobalPool(dev, false).id();
+  });
 }
 
 extern "C" int coin_sorter_cuda_stream_set(int device, std::int64_t id, char* err,
                                            std::size_t len) {
-  try {
-    const auto* cuda = c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA);
-    cuda->exchangeStream(c10::Stream::unpack3(
-        id, static_cast<c10::DeviceIndex>(device), c10::DeviceType::CUDA));
-    return 0;
-  } catch (const std::exception& e) {
-    report(e.what(), err, len);
-  } catch (...) {
-    report("unknown C++ exception", err, len);
-  }
-  return -1;
+  return guarded(err, len, [&](const c10::impl::DeviceGuardImplInterface& cuda) {
+    cuda.exchangeStream(cuda_stream(device, id));
+  });
 }
 
 extern "C" int coin_sorter_cuda_stream_synchronize(int device, std::int64_t id, char* err,
                                                    std::size_t len) {
-  try {
-    const auto* cuda = c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA);
-    cuda->synchronizeStream(c10::Stream::unpack3(
-        id, static_cast<c10::DeviceIndex>(device), c10::DeviceType::CUDA));
-    return 0;
-  } catch (const std::exception& e) {
-    report(e.what(), err, len);
-  } catch (...) {
-    report("unknown C++ exception", err, len);
-  }
-  return -1;
+  return guarded(err, len, [&](const c10::impl::DeviceGuardImplInterface& cuda) {
+    cuda.synchronizeStream(cuda_stream(device, id));
+  });
 }

@@ -5,7 +5,7 @@
 //! default stream unless set. The default (legacy) stream synchronises with every other stream
 //! of the process, so a classifier sharing a process with other CUDA work would wait on it.
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 
 /// A stream taken from libtorch's pool for one device. Streams of the pool live as long as the
 /// process, so this handle needs no clean-up.
@@ -15,37 +15,79 @@ pub struct CudaStream {
     id: i64,
 }
 
+/// The shim's entry points. Each returns 0, or -1 with c10's message in `err` (at most `len`
+/// bytes, NUL included); none lets a C++ exception through.
 #[cfg(coin_sorter_cuda_stream)]
-unsafe extern "C" {
-    fn coin_sorter_cuda_stream_new(
-        device: std::ffi::c_int,
-        id: *mut i64,
-        err: *mut std::ffi::c_char,
-        len: usize,
-    ) -> std::ffi::c_int;
-    fn coin_sorter_cuda_stream_set(
-        device: std::ffi::c_int,
-        id: i64,
-        err: *mut std::ffi::c_char,
-        len: usize,
-    ) -> std::ffi::c_int;
-    fn coin_sorter_cuda_stream_synchronize(
-        device: std::ffi::c_int,
-        id: i64,
-        err: *mut std::ffi::c_char,
-        len: usize,
-    ) -> std::ffi::c_int;
+mod ffi {
+    use std::ffi::{c_char, c_int};
+
+    unsafe extern "C" {
+        pub fn coin_sorter_cuda_stream_new(
+            device: c_int,
+            id: *mut i64,
+            err: *mut c_char,
+            len: usize,
+        ) -> c_int;
+        pub fn coin_sorter_cuda_stream_set(
+            device: c_int,
+            id: i64,
+            err: *mut c_char,
+            len: usize,
+        ) -> c_int;
+        pub fn coin_sorter_cuda_stream_synchronize(
+            device: c_int,
+            id: i64,
+            err: *mut c_char,
+            len: usize,
+        ) -> c_int;
+    }
 }
 
+/// Stand-ins for a build without the shim: each returns [`NO_SHIM`].
+#[cfg(not(coin_sorter_cuda_stream))]
+mod ffi {
+    use std::ffi::{c_char, c_int};
+
+    pub unsafe fn coin_sorter_cuda_stream_new(
+        _: c_int,
+        _: *mut i64,
+        _: *mut c_char,
+        _: usize,
+    ) -> c_int {
+        super::NO_SHIM
+    }
+    pub unsafe fn coin_sorter_cuda_stream_set(_: c_int, _: i64, _: *mut c_char, _: usize) -> c_int {
+        super::NO_SHIM
+    }
+    pub unsafe fn coin_sorter_cuda_stream_synchronize(
+        _: c_int,
+        _: i64,
+        _: *mut c_char,
+        _: usize,
+    ) -> c_int {
+        super::NO_SHIM
+    }
+}
+
+/// What the stand-ins return: not a code the shim uses.
+const NO_SHIM: std::ffi::c_int = -2;
+
 /// Room for the first line of a c10 error message.
-#[cfg(coin_sorter_cuda_stream)]
 const ERR_LEN: usize = 512;
 
-/// The NUL-terminated message the shim wrote into `buf`.
-#[cfg(coin_sorter_cuda_stream)]
-fn message(buf: &[u8]) -> String {
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+/// Calls one shim entry point with an error buffer; its message when it fails.
+fn shim(call: impl FnOnce(*mut std::ffi::c_char, usize) -> std::ffi::c_int) -> Result<(), String> {
+    let mut err = [0u8; ERR_LEN];
+    match call(err.as_mut_ptr().cast(), ERR_LEN) {
+        0 => Ok(()),
+        NO_SHIM => Err("this build has no CUDA stream support (libtorch had no c10 headers \
+                        when it was built)"
+            .into()),
+        _ => {
+            let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
+            Err(String::from_utf8_lossy(&err[..end]).into_owned())
+        }
+    }
 }
 
 impl CudaStream {
@@ -56,74 +98,29 @@ impl CudaStream {
         let Ok(dev) = i8::try_from(device).map(i32::from) else {
             bail!("CUDA device index {device} is out of range (at most {})", i8::MAX);
         };
-        #[cfg(coin_sorter_cuda_stream)]
-        {
-            let mut id = 0i64;
-            let mut err = [0u8; ERR_LEN];
-            // SAFETY: `id` and `err` are valid for writes, `err` for `ERR_LEN` bytes; the shim
-            // writes at most that many (NUL included) and catches every C++ exception.
-            let rc = unsafe {
-                coin_sorter_cuda_stream_new(dev, &mut id, err.as_mut_ptr().cast(), ERR_LEN)
-            };
-            if rc != 0 {
-                bail!("cannot take a CUDA stream for device {device}: {}", message(&err));
-            }
-            Ok(Self { device: dev, id })
-        }
-        #[cfg(not(coin_sorter_cuda_stream))]
-        {
-            bail!(
-                "cannot take a CUDA stream for device {dev}: this build has no CUDA stream \
-                 support (libtorch had no c10 headers when it was built)"
-            )
-        }
+        let mut id = 0i64;
+        // SAFETY: `id` is valid for a write, and `shim` passes a buffer valid for `len` bytes
+        // of writes; the shim writes at most that many and catches every C++ exception.
+        shim(|err, len| unsafe { ffi::coin_sorter_cuda_stream_new(dev, &mut id, err, len) })
+            .map_err(|why| anyhow!("cannot take a CUDA stream for device {device}: {why}"))?;
+        Ok(Self { device: dev, id })
     }
 
     /// Makes this stream the calling thread's current stream on its device, so the kernels
     /// and copies the thread starts there run on it.
     pub fn make_current(&self) -> Result<()> {
-        #[cfg(coin_sorter_cuda_stream)]
-        {
-            let mut err = [0u8; ERR_LEN];
-            // SAFETY: `err` is valid for `ERR_LEN` bytes of writes; the shim catches every C++
-            // exception. `self` came from `new`, so the id names a stream of the pool.
-            let rc = unsafe {
-                coin_sorter_cuda_stream_set(self.device, self.id, err.as_mut_ptr().cast(), ERR_LEN)
-            };
-            if rc != 0 {
-                bail!("cannot make CUDA stream {} current: {}", self.id, message(&err));
-            }
-            Ok(())
-        }
-        #[cfg(not(coin_sorter_cuda_stream))]
-        {
-            bail!("cannot make CUDA stream {} current: no CUDA stream support", self.id)
-        }
+        // SAFETY: as in `new`; `self` came from `new`, so the id names a stream of the pool.
+        shim(|err, len| unsafe { ffi::coin_sorter_cuda_stream_set(self.device, self.id, err, len) })
+            .map_err(|why| anyhow!("cannot make CUDA stream {} current: {why}", self.id))
     }
 
     /// Blocks until the work queued on this stream so far has finished.
     pub fn synchronize(&self) -> Result<()> {
-        #[cfg(coin_sorter_cuda_stream)]
-        {
-            let mut err = [0u8; ERR_LEN];
-            // SAFETY: as in `make_current`.
-            let rc = unsafe {
-                coin_sorter_cuda_stream_synchronize(
-                    self.device,
-                    self.id,
-                    err.as_mut_ptr().cast(),
-                    ERR_LEN,
-                )
-            };
-            if rc != 0 {
-                bail!("cannot wait for CUDA stream {}: {}", self.id, message(&err));
-            }
-            Ok(())
-        }
-        #[cfg(not(coin_sorter_cuda_stream))]
-        {
-            bail!("cannot wait for CUDA stream {}: no CUDA stream support", self.id)
-        }
+        // SAFETY: as in `make_current`.
+        shim(|err, len| unsafe {
+            ffi::coin_sorter_cuda_stream_synchronize(self.device, self.id, err, len)
+        })
+        .map_err(|why| anyhow!("cannot wait for CUDA stream {}: {why}", self.id))
     }
 }
 

@@ -93,11 +93,7 @@ impl Classifier {
                 .context("cannot start a thread to load the model")?
                 .join()
                 .map_err(|p| {
-                    let why = p
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "no message".into());
+                    let why = crate::panics::panic_message(p.as_ref());
                     anyhow::anyhow!("loading model {} panicked: {why}", model.display())
                 })?
         })

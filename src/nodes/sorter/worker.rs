@@ -354,11 +354,7 @@ fn classify_loop(
                 counters.add("frames_rejected", 1);
                 counters.add("rejected_panic", 1);
                 if let Some(held) = throttle.allow("panic") {
-                    let why = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "no message".into());
+                    let why = crate::panics::panic_message(panic.as_ref());
                     tracing::error!(
                         "processing the {topic} frame stamped {}.{:09} panicked ({why}; {held} \
                          more since the last report); dropped it, waiting for the next frame",
