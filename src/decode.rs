@@ -108,8 +108,8 @@ pub fn decode_image(msg: &Image) -> Result<RgbImage, DecodeError> {
     if msg.data.len() < need {
         return Err(DecodeError::DataTooShort { got: msg.data.len(), need });
     }
-    // Writing into a zeroed buffer through exact chunks lets the compiler drop the per-pixel
-    // capacity checks that pushing pixel by pixel costs (0.37 against 0.1 ms at 640x480).
+    // Writing into a sized buffer through exact chunks spares the capacity check that pushing
+    // pixel by pixel costs: about a fifth of this stage's time for a 640x480 bgr8 frame.
     let mut out = vec![0u8; msg.width as usize * msg.height as usize * 3];
     let rows = msg.data.chunks_exact(msg.step as usize).take(msg.height as usize);
     for (row, dst) in rows.zip(out.chunks_exact_mut(msg.width as usize * 3)) {
