@@ -95,3 +95,19 @@ fn small_middle_and_large_coins_are_each_found_once_and_placed_to_a_pixel() {
 fn a_frame_without_coins_gives_none() {
     assert_eq!(locate(&drawn_frame(&[], &[]), &DEFAULT_LOCATE).unwrap(), vec![]);
 }
+
+#[test]
+fn frames_of_any_shape_are_searched_without_error() {
+    // Tiny, thin and odd-sized frames exercise the whole-factor shrink (a side shorter than
+    // the factor), a pyramid of one level, and radius bands that are empty.
+    let shapes = [(1, 1), (2, 7), (7, 2), (31, 31), (641, 3), (3, 2000), (4000, 60), (1283, 721)];
+    for (w, h) in shapes {
+        let img = RgbImage { width: w, height: h, data: vec![128; (w * h * 3) as usize] };
+        let found = locate(&img, &DEFAULT_LOCATE);
+        assert_eq!(found.as_ref().map(|f| f.len()).ok(), Some(0), "{w}x{h}: {found:?}");
+    }
+    // A coin that nearly fills the frame, so its surroundings are only a thin border.
+    let found = locate(&drawn_frame(&[(320, 240, 235)], &[]), &DEFAULT_LOCATE).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!((found[0].r - 235.0).abs() <= 3.0, "{found:?}");
+}
