@@ -92,7 +92,8 @@ pub const PARAMS: &[ParamSpec] = &[
     ParamSpec {
         name: "detect_max_side",
         default: D::Integer(DEFAULT_LOCATE.max_side as i64),
-        help: "frames are shrunk to this longest side before the circle search",
+        help: "frames are shrunk by a whole factor to at most this longest side before the \
+               circle search",
         dynamic: true,
     },
     ParamSpec {
