@@ -79,6 +79,7 @@ fn e2e_bench_accounts_for_every_frame_and_command() {
         rate: 5.0,
         duration: 4.0,
         warmup: 3,
+        answer_wait: 1.0,
         node: "/coin_sorter".into(),
         image_topic: "/camera/image_raw".into(),
         compressed_topic: "/camera/image_raw/compressed".into(),

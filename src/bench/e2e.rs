@@ -34,7 +34,7 @@ pub struct E2eArgs {
     #[arg(long)]
     pub topic: Option<String>,
     /// Frames per second to send (0: closed loop, the next frame once the last is answered
-    /// or after a second).
+    /// or after `--answer-wait`).
     #[arg(long, default_value_t = 10.0)]
     pub rate: f64,
     /// Seconds of sending, after the warm-up.
@@ -45,6 +45,11 @@ pub struct E2eArgs {
     /// coin count allocate what later frames reuse.
     #[arg(long, default_value_t = 100)]
     pub warmup: usize,
+    /// Seconds a frame waits for its answer, in the warm-up and in closed loop, before the
+    /// next is sent. Raise it for a node whose forward pass takes longer (a loaded machine, a
+    /// large model): the warm-up gives up after 5 frames in a row go unanswered this long.
+    #[arg(long, default_value_t = 1.0)]
+    pub answer_wait: f64,
     /// The node under test, fully qualified: its `~/detections` and `~/sort_commands` are
     /// read.
     #[arg(long, default_value = "/coin_sorter")]
@@ -190,6 +195,11 @@ pub fn run(args: &E2eArgs) -> Result<E2eReport> {
         args.duration
     );
     ensure!(args.warmup <= 100_000, "--warmup must be at most 100,000");
+    ensure!(
+        args.answer_wait > 0.0 && args.answer_wait <= 600.0,
+        "--answer-wait {} must be in (0, 600] seconds",
+        args.answer_wait
+    );
     let frames = super::frames::load(&args.bag, args.topic.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -245,11 +255,12 @@ async fn measure(args: &E2eArgs, frames: &[Frame]) -> Result<E2eReport> {
         }
     }
     let mem_first = node_memory(args.pid, "after its first frame")?;
+    let wait = Duration::from_secs_f64(args.answer_wait);
     let mut unanswered = 0;
     for k in 0..args.warmup {
         last_stamp = stamp_after(last_stamp);
         camera.send(&frames[k % frames.len()], last_stamp)?;
-        let until = Instant::now() + Duration::from_secs(1);
+        let until = Instant::now() + wait;
         unanswered += 1;
         while let Ok(Some(next)) = tokio::time::timeout_at(until, dets.next()).await {
             if next.is_ok_and(|(d, _)| d.header.stamp.as_nanos() == last_stamp) {
@@ -261,7 +272,8 @@ async fn measure(args: &E2eArgs, frames: &[Frame]) -> Result<E2eReport> {
         ensure!(
             unanswered < WARMUP_UNANSWERED,
             "{node_name} stopped answering during the warm-up ({unanswered} frames in a row \
-             unanswered for 1 s each)"
+             unanswered for {} s each; a slow node needs a longer --answer-wait)",
+            args.answer_wait
         );
     }
     // Let the answers to the other warm-up frames arrive, then start clean.
@@ -285,8 +297,8 @@ async fn measure(args: &E2eArgs, frames: &[Frame]) -> Result<E2eReport> {
     while Instant::now() < end {
         let due = match (period, outstanding) {
             (Some(_), _) => next_send,
-            // Closed loop: send when the last frame is answered, or a second after it.
-            (None, Some((_, at))) => at + Duration::from_secs(1),
+            // Closed loop: send when the last frame is answered, or `wait` after it.
+            (None, Some((_, at))) => at + wait,
             (None, None) => Instant::now(),
         };
         tokio::select! {

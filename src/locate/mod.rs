@@ -11,7 +11,9 @@
 //! to within its accumulator's cell.
 
 use anyhow::{Context, Result};
-use opencv::core::{Mat, Point, Rect, Scalar, Size, Vec3f, Vector};
+use opencv::core::{
+    BORDER_REPLICATE, Mat, Point, Rect, Scalar, Size, Vec3f, Vector, copy_make_border,
+};
 use opencv::imgproc;
 use opencv::prelude::*;
 
@@ -70,6 +72,9 @@ const LEVEL_MAX_PX: f64 = 40.0;
 /// A found coin is painted over out to its radius plus this many level pixels, which the
 /// smoothing spreads its rim's edge over. Not more: touching coins would lose their rims too.
 const MASK_MARGIN_PX: f32 = 2.0;
+/// Pixels by which each level is widened on every side before its search (see
+/// `search_level`).
+const BORDER_PX: i32 = 4;
 /// The grey a coin is painted with is the median of this many samples on a ring at
 /// `MASK_RING_RADII` radii around it: the coin's surroundings.
 const MASK_SAMPLES: usize = 32;
@@ -166,9 +171,16 @@ pub fn locate(img: &RgbImage, p: &LocateParams) -> Result<Vec<Circle>> {
 fn search_level(level: &Level, lo: f64, hi: f64, p: &LocateParams) -> Result<Vec<Circle>> {
     let f = level.factor;
     let (min_r, max_r) = ((lo / f).max(1.0), (hi / f).max(lo / f + 1.0));
+    // A coin whose rim ran within a pixel of the level's edge (a pixel is 8 source pixels at
+    // the coarsest level) was not found, and the relief on its face was reported as coins
+    // instead: the transform takes no edge points from a frame's outermost pixels. With the
+    // border pixels repeated outwards, those arcs count.
+    let mut padded = Mat::default();
+    let b = BORDER_PX;
+    copy_make_border(&level.grey, &mut padded, b, b, b, b, BORDER_REPLICATE, Scalar::default())?;
     let mut found = Vector::<Vec3f>::new();
     imgproc::hough_circles(
-        &level.grey,
+        &padded,
         &mut found,
         imgproc::HOUGH_GRADIENT_ALT,
         1.5,
@@ -182,7 +194,8 @@ fn search_level(level: &Level, lo: f64, hi: f64, p: &LocateParams) -> Result<Vec
     let f = f as f32;
     Ok(found
         .iter()
-        .map(|c| Circle { x: (c[0] + 0.5) * f - 0.5, y: (c[1] + 0.5) * f - 0.5, r: c[2] * f })
+        .map(|c| (c[0] - b as f32, c[1] - b as f32, c[2]))
+        .map(|(x, y, r)| Circle { x: (x + 0.5) * f - 0.5, y: (y + 0.5) * f - 0.5, r: r * f })
         .collect())
 }
 
