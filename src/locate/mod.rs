@@ -29,6 +29,19 @@ pub struct Circle {
     pub r: f32,
 }
 
+impl Circle {
+    /// This circle, given in source pixels, in the pixels of a level shrunk by the whole
+    /// factor `f`. A level pixel's centre sits at (i + 0.5) * f - 0.5 in source pixels.
+    fn in_level(self, f: f32) -> Circle {
+        Circle { x: (self.x + 0.5) / f - 0.5, y: (self.y + 0.5) / f - 0.5, r: self.r / f }
+    }
+
+    /// This circle, given in the pixels of a level shrunk by `f`, in source pixels.
+    fn in_source(self, f: f32) -> Circle {
+        Circle { x: (self.x + 0.5) * f - 0.5, y: (self.y + 0.5) * f - 0.5, r: self.r * f }
+    }
+}
+
 /// Tuning of the coin finder. Radii are in pixels of the source image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LocateParams {
@@ -190,12 +203,10 @@ fn search_level(level: &Level, lo: f64, hi: f64, p: &LocateParams) -> Result<Vec
         min_r.floor() as i32,
         max_r.ceil() as i32,
     )?;
-    // A level pixel's centre sits at (i + 0.5) * f - 0.5 in source pixels.
-    let f = f as f32;
+    let b = b as f32;
     Ok(found
         .iter()
-        .map(|c| (c[0] - b as f32, c[1] - b as f32, c[2]))
-        .map(|(x, y, r)| Circle { x: (x + 0.5) * f - 0.5, y: (y + 0.5) * f - 0.5, r: r * f })
+        .map(|c| Circle { x: c[0] - b, y: c[1] - b, r: c[2] }.in_source(f as f32))
         .collect())
 }
 
@@ -209,8 +220,7 @@ fn blur(grey: &Mat) -> Result<Mat> {
 /// Paints the coin `c` (source pixels) over in `level` with the median grey of a ring just
 /// outside it, so the finer search sees neither its face nor its rim.
 fn paint_over(level: &mut Level, c: &Circle) -> Result<()> {
-    let f = level.factor as f32;
-    let (cx, cy, r) = ((c.x + 0.5) / f - 0.5, (c.y + 0.5) / f - 0.5, c.r / f);
+    let Circle { x: cx, y: cy, r } = c.in_level(level.factor as f32);
     let (w, h) = (level.grey.cols(), level.grey.rows());
     let mut ring: Vec<u8> = Vec::with_capacity(MASK_SAMPLES);
     for i in 0..MASK_SAMPLES {

@@ -66,8 +66,7 @@ impl Rims {
     /// Returns `c` (source pixels) fitted to its rim, or `c` itself when too little of a rim
     /// is found or the fit strays too far from it.
     pub(super) fn refine(&self, c: Circle) -> Circle {
-        let f = self.factor;
-        let (cx, cy, r) = ((c.x + 0.5) / f - 0.5, (c.y + 0.5) / f - 0.5, c.r / f);
+        let Circle { x: cx, y: cy, r } = c.in_level(self.factor);
         if r < 2.0 {
             return c;
         }
@@ -83,7 +82,7 @@ impl Rims {
         if moved > MAX_CHANGE * r || (fit.r - r).abs() > MAX_CHANGE * r {
             return c;
         }
-        Circle { x: (fit.x + 0.5) * f - 0.5, y: (fit.y + 0.5) * f - 0.5, r: fit.r * f }
+        fit.in_source(self.factor)
     }
 
     /// Distance from (`cx`, `cy`) along (`ux`, `uy`) of the strongest radial edge between
