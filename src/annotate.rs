@@ -4,11 +4,12 @@
 //! monitor found them unfamiliar), each with `id label confidence` above it.
 
 use anyhow::{Context, Result, ensure};
-use opencv::core::{Mat, Point, Scalar};
+use opencv::core::{Point, Scalar};
 use opencv::imgproc;
 use opencv::prelude::*;
 
 use crate::decode::RgbImage;
+use crate::frame_view::rgb_mat;
 use crate::msgs::coin_sorter::CoinDetectionArray;
 use crate::msgs::sensor_msgs::Image;
 
@@ -21,13 +22,7 @@ const UNFAMILIAR: (f64, f64, f64) = (240.0, 150.0, 20.0);
 pub fn draw(img: &RgbImage, detections: &CoinDetectionArray) -> Result<Image> {
     let (w, h) = (img.width as i32, img.height as i32);
     ensure!(img.data.len() == img.width as usize * img.height as usize * 3, "bad RGB buffer");
-    let wrapped = Mat::new_rows_cols_with_data(h, w * 3, &img.data)
-        .context("cannot wrap the frame for OpenCV")?
-        .reshape(3, h)
-        .context("cannot view the frame as 3 channels")?
-        .try_clone()
-        .context("cannot copy the frame")?;
-    let mut canvas = wrapped;
+    let mut canvas = rgb_mat(img)?.try_clone().context("cannot copy the frame")?;
     // Lines and text scale with the frame so they stay readable on large images.
     let thick = ((w.max(h) as f64 / 400.0).round() as i32).max(1);
     let font = (w.max(h) as f64 / 1000.0).max(0.4);

@@ -18,6 +18,7 @@ pub mod decide;
 pub mod decode;
 pub mod demo;
 pub mod eval;
+pub mod frame_view;
 pub mod fsutil;
 pub mod locate;
 pub mod monitor;

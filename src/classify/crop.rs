@@ -6,6 +6,7 @@ use opencv::imgproc;
 use opencv::prelude::*;
 
 use crate::decode::RgbImage;
+use crate::frame_view::rgb_mat;
 use crate::locate::Circle;
 
 /// Cuts the square of half-side `crop_scale * r` centred on each circle, pads it by edge
@@ -17,9 +18,7 @@ pub fn crop_coins(
     crop_scale: f32,
     size: u32,
 ) -> Result<Vec<u8>> {
-    let frame = Mat::new_rows_cols_with_data(img.height as i32, img.width as i32 * 3, &img.data)
-        .context("cannot wrap the frame for OpenCV")?;
-    let frame = frame.reshape(3, img.height as i32).context("cannot view the frame as RGB")?;
+    let frame = rgb_mat(img)?;
     let n = size as usize * size as usize * 3;
     let mut out = vec![0u8; circles.len() * n];
     for (c, dst) in circles.iter().zip(out.chunks_exact_mut(n)) {

@@ -10,7 +10,7 @@
 //! then fitted to its rim at the finest level (`refine`), since a coarse level places it only
 //! to within its accumulator's cell.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use opencv::core::{
     BORDER_REPLICATE, Mat, Point, Rect, Scalar, Size, Vec3f, Vector, copy_make_border,
 };
@@ -18,6 +18,7 @@ use opencv::imgproc;
 use opencv::prelude::*;
 
 use crate::decode::RgbImage;
+use crate::frame_view::rgb_mat;
 
 mod refine;
 
@@ -114,12 +115,8 @@ impl Level {
 /// longest side to at most `max_side`. A whole factor keeps OpenCV's area resize on its fast
 /// path (0.08 ms for a 640 px frame here, against 0.6 ms for an arbitrary factor).
 fn search_grey(img: &RgbImage, max_side: u32) -> Result<Level> {
-    let (w, h) = (img.width as i32, img.height as i32);
-    let packed = Mat::new_rows_cols_with_data(h, w * 3, &img.data)
-        .with_context(|| format!("cannot wrap the {w}x{h} frame for OpenCV"))?;
-    let rgb = packed.reshape(3, h).context("cannot view the frame as RGB")?;
     let mut grey = Mat::default();
-    imgproc::cvt_color_def(&rgb, &mut grey, imgproc::COLOR_RGB2GRAY)?;
+    imgproc::cvt_color_def(&rgb_mat(img)?, &mut grey, imgproc::COLOR_RGB2GRAY)?;
     let longest = img.width.max(img.height);
     let factor = longest.div_ceil(max_side.max(1)).max(1);
     let grey = if factor > 1 { shrink(&grey, factor as i32)? } else { grey };
