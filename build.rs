@@ -1,8 +1,9 @@
 //! Embeds an rpath to libtorch in every binary and test of the package, so they run without
 //! LD_LIBRARY_PATH. libtorch comes from the PyPI torch wheel (see scripts/setup.sh); `LIBTORCH`
-//! is set by .cargo/config.toml or by the user. It also compiles the small C++ shim that gives
-//! the classifier a CUDA stream of its own (src/classify/cuda_stream.cpp), when libtorch's and
-//! the CUDA runtime's headers are there.
+//! is set by .cargo/config.toml or by the user. It also compiles the two small C++ shims over
+//! libtorch's C++ API: the classifier's TorchScript module, which tch cannot freeze
+//! (src/classify/script.cpp), and a CUDA stream of its own (src/classify/cuda_stream.cpp), when
+//! c10's guard headers are there.
 
 use std::path::PathBuf;
 
@@ -10,14 +11,43 @@ fn main() {
     r2r_services();
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     let Some(root) = std::env::var_os("LIBTORCH") else {
-        println!("cargo:warning=LIBTORCH is not set; binaries will need LD_LIBRARY_PATH");
-        return;
+        panic!(
+            "LIBTORCH is not set. It names the libtorch (with its include folder) that tch and \
+             the classifier's C++ shim build against; .cargo/config.toml sets it to \
+             .venv/libtorch, which scripts/setup.sh installs."
+        );
     };
     let root = PathBuf::from(root);
     let root = std::fs::canonicalize(&root).unwrap_or(root);
     let lib = root.join("lib");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    script_shim(&root);
     cuda_stream_shim(&root);
+}
+
+/// Compiles src/classify/script.cpp against libtorch's headers and links it to libtorch_cpu
+/// and libc10. The headers are the ones tch's own C++ wrapper needs, so a libtorch tch builds
+/// against has them.
+fn script_shim(root: &std::path::Path) {
+    println!("cargo:rerun-if-changed=src/classify/script.cpp");
+    let header = root.join("include/torch/csrc/jit/api/module.h");
+    assert!(
+        header.is_file(),
+        "{} is missing: LIBTORCH must name a libtorch with its C++ headers",
+        header.display()
+    );
+    // libtorch's headers as system headers: their unused parameters are not ours to warn of.
+    cc::Build::new()
+        .cpp(true)
+        .file("src/classify/script.cpp")
+        .flag("-isystem")
+        .flag(root.join("include").to_string_lossy().as_ref())
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .compile("coin_sorter_script");
+    println!("cargo:rustc-link-search=native={}", root.join("lib").display());
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
 }
 
 /// Compiles src/classify/cuda_stream.cpp against libtorch's headers and links it to libc10,

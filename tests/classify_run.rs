@@ -1,9 +1,12 @@
 //! How a loaded model runs: the staging buffer reused across batches of every size, the
-//! channels-last layout, and the precision and layout choices on a CPU-only machine.
+//! channels-last layout, the graph optimisations, and the precision and layout choices on a
+//! CPU-only machine.
 
 mod common;
 
-use coin_sorter::classify::device::{DevicePref, MemoryFormat, Precision, RunOptions};
+use coin_sorter::classify::device::{
+    DevicePref, GraphOptimization, MemoryFormat, Precision, RunOptions,
+};
 use coin_sorter::classify::model::{Classifier, Prediction};
 
 /// `n` crops of `side`² RGB with bytes from a fixed linear congruential sequence: unlike
@@ -34,7 +37,7 @@ fn assert_close(a: &[Prediction], b: &[Prediction]) {
 }
 
 fn options(memory_format: MemoryFormat, precision: Precision) -> RunOptions {
-    RunOptions { device: DevicePref::Cpu, precision, memory_format }
+    RunOptions { device: DevicePref::Cpu, precision, memory_format, graph: GraphOptimization::Auto }
 }
 
 #[test]
@@ -46,8 +49,9 @@ fn batches_of_any_size_and_layout_give_each_crop_its_own_scores() {
     let packed =
         Classifier::load_with(&model, options(MemoryFormat::ChannelsLast, Precision::Auto))
             .unwrap();
-    assert_eq!(planar.run_mode(), "on Cpu, fp32, contiguous (NCHW)");
-    assert_eq!(packed.run_mode(), "on Cpu, fp32, channels_last (NHWC)");
+    let passes = "graph frozen with inference passes";
+    assert_eq!(planar.run_mode(), format!("on Cpu, fp32, contiguous (NCHW), {passes}"));
+    assert_eq!(packed.run_mode(), format!("on Cpu, fp32, channels_last (NHWC), {passes}"));
 
     let side = planar.metadata().input_size as usize;
     let per = side * side * 3;
@@ -75,8 +79,79 @@ fn fp16_on_the_cpu_runs_in_fp32_and_gives_the_fp32_scores() {
     let model = common::tiny_model(dir.path());
     let half = Classifier::load_with(&model, options(MemoryFormat::Auto, Precision::Fp16)).unwrap();
     let full = Classifier::load_with(&model, options(MemoryFormat::Auto, Precision::Fp32)).unwrap();
-    assert_eq!(half.run_mode(), "on Cpu, fp32, contiguous (NCHW)");
+    assert_eq!(
+        half.run_mode(),
+        "on Cpu, fp32, contiguous (NCHW), graph frozen with inference passes"
+    );
     let side = half.metadata().input_size as usize;
     let four = crops(4, side, 11);
     assert_close(&half.classify_rgb(&four).unwrap(), &full.classify_rgb(&four).unwrap());
+}
+
+/// Freezing and the inference passes change how the graph computes, not what: every choice
+/// gives the saved graph's scores, in both layouts, and says which graph it runs.
+#[test]
+fn every_graph_optimization_gives_the_saved_graphs_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_model(dir.path());
+    let load = |graph, memory_format| {
+        let opts = RunOptions { graph, ..options(memory_format, Precision::Fp32) };
+        Classifier::load_with(&model, opts).unwrap()
+    };
+    let saved = load(GraphOptimization::None, MemoryFormat::Contiguous);
+    assert_eq!(saved.run_mode(), "on Cpu, fp32, contiguous (NCHW), graph as saved");
+    let side = saved.metadata().input_size as usize;
+    let six = crops(6, side, 5);
+    let expected = saved.classify_rgb(&six).unwrap();
+    for (graph, words) in [
+        (GraphOptimization::Auto, "graph frozen with inference passes"),
+        (GraphOptimization::Inference, "graph frozen with inference passes"),
+        (GraphOptimization::Freeze, "graph frozen"),
+    ] {
+        for (format, layout) in [
+            (MemoryFormat::Contiguous, "contiguous (NCHW)"),
+            (MemoryFormat::ChannelsLast, "channels_last (NHWC)"),
+        ] {
+            let c = load(graph, format);
+            assert_eq!(c.run_mode(), format!("on Cpu, fp32, {layout}, {words}"));
+            assert_close(&c.classify_rgb(&six).unwrap(), &expected);
+            assert_close(&c.classify_rgb(&six[..side * side * 3]).unwrap(), &expected[..1]);
+        }
+    }
+}
+
+/// A graph the passes change is served as saved. Here the change is noise the model adds to
+/// its outputs on every call, so its frozen copy's outputs differ from the saved graph's as
+/// a wrong pass's would.
+#[test]
+fn a_model_whose_frozen_graph_disagrees_runs_as_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = common::tiny_model(dir.path());
+    let meta = coin_sorter::classify::metadata::ModelMetadata::path_for_model(&tiny);
+    let text = std::fs::read_to_string(&meta).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let width = json["labels"].as_array().unwrap().len() as i64
+        + json["feature_columns"].as_u64().unwrap() as i64;
+    let side = json["input_size"].as_i64().unwrap();
+    let dummy = tch::Tensor::zeros([2, 3, side, side], tch::kind::FLOAT_CPU);
+    let noisy = tch::CModule::create_by_tracing("Noisy", "forward", &[dummy], &mut |xs| {
+        let x = xs[0].flatten(1, -1).narrow(1, 0, width);
+        vec![&x + x.rand_like()]
+    })
+    .unwrap();
+    let model = dir.path().join("noisy.pt");
+    noisy.save(&model).unwrap();
+    std::fs::write(dir.path().join("noisy.json"), text).unwrap();
+
+    let c =
+        Classifier::load_with(&model, options(MemoryFormat::Contiguous, Precision::Fp32)).unwrap();
+    assert_eq!(c.run_mode(), "on Cpu, fp32, contiguous (NCHW), graph as saved");
+    let side = side as usize;
+    assert_eq!(c.classify_rgb(&crops(3, side, 9)).unwrap().len(), 3);
+    let tiny =
+        Classifier::load_with(&tiny, options(MemoryFormat::Contiguous, Precision::Fp32)).unwrap();
+    assert_eq!(
+        tiny.run_mode(),
+        "on Cpu, fp32, contiguous (NCHW), graph frozen with inference passes"
+    );
 }

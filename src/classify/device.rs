@@ -134,18 +134,64 @@ impl std::str::FromStr for MemoryFormat {
     }
 }
 
-/// How a model is loaded and run: where, in what precision, in what memory layout.
+/// What libtorch does to the model's graph when it loads (`graph_optimization` parameter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphOptimization {
+    /// `inference` on the CPU, `freeze` on CUDA: the inference passes have not been measured
+    /// on a GPU with this package's half-precision autocast.
+    Auto,
+    /// Frozen, then libtorch's inference passes (`torch.jit.optimize_for_inference`).
+    Inference,
+    /// Frozen only (`torch.jit.freeze`): weights become constants, batch norms fold into the
+    /// convolutions.
+    Freeze,
+    /// The graph runs as saved.
+    None,
+}
+
+impl std::str::FromStr for GraphOptimization {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "auto" => Self::Auto,
+            "inference" => Self::Inference,
+            "freeze" => Self::Freeze,
+            "none" => Self::None,
+            other => {
+                bail!("graph_optimization {other:?} is not one of auto, inference, freeze, none")
+            }
+        })
+    }
+}
+
+/// How a model is loaded and run: where, in what precision, in what memory layout, with what
+/// done to its graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunOptions {
     pub device: DevicePref,
     pub precision: Precision,
     pub memory_format: MemoryFormat,
+    pub graph: GraphOptimization,
 }
 
 impl RunOptions {
-    /// `device`, with precision and layout chosen for it (both `auto`).
+    /// `device`, with precision, layout and graph optimisation chosen for it (all `auto`).
     pub fn on(device: DevicePref) -> Self {
-        Self { device, precision: Precision::Auto, memory_format: MemoryFormat::Auto }
+        Self {
+            device,
+            precision: Precision::Auto,
+            memory_format: MemoryFormat::Auto,
+            graph: GraphOptimization::Auto,
+        }
+    }
+
+    /// The graph optimisation used on `device`: `auto` resolved, the others as asked.
+    pub fn graph_on(&self, device: Device) -> GraphOptimization {
+        match self.graph {
+            GraphOptimization::Auto if device.is_cuda() => GraphOptimization::Freeze,
+            GraphOptimization::Auto => GraphOptimization::Inference,
+            chosen => chosen,
+        }
     }
 
     /// Whether the forward pass runs in half precision on `device`. Asking for fp16 on the
@@ -187,6 +233,8 @@ mod tests {
         assert!(!auto.half_on(Device::Cpu));
         assert!(auto.channels_last_on(Device::Cuda(0)));
         assert!(!auto.channels_last_on(Device::Cpu));
+        assert_eq!(auto.graph_on(Device::Cuda(0)), GraphOptimization::Freeze);
+        assert_eq!(auto.graph_on(Device::Cpu), GraphOptimization::Inference);
     }
 
     #[test]
@@ -201,6 +249,12 @@ mod tests {
         assert!(o.channels_last_on(Device::Cpu));
         o.memory_format = MemoryFormat::Contiguous;
         assert!(!o.channels_last_on(Device::Cuda(0)));
+        for g in [GraphOptimization::Inference, GraphOptimization::Freeze, GraphOptimization::None]
+        {
+            o.graph = g;
+            assert_eq!(o.graph_on(Device::Cpu), g);
+            assert_eq!(o.graph_on(Device::Cuda(0)), g);
+        }
     }
 
     #[test]
@@ -216,5 +270,12 @@ mod tests {
         assert_eq!(err, "precision \"half\" is not one of auto, fp32, fp16");
         let err = "on".parse::<MemoryFormat>().unwrap_err().to_string();
         assert_eq!(err, "memory_format \"on\" is not one of auto, channels_last, contiguous");
+        let g = |s: &str| s.parse::<GraphOptimization>().unwrap();
+        assert_eq!(g("auto"), GraphOptimization::Auto);
+        assert_eq!(g("inference"), GraphOptimization::Inference);
+        assert_eq!(g("freeze"), GraphOptimization::Freeze);
+        assert_eq!(g("none"), GraphOptimization::None);
+        let err = "off".parse::<GraphOptimization>().unwrap_err().to_string();
+        assert_eq!(err, "graph_optimization \"off\" is not one of auto, inference, freeze, none");
     }
 }

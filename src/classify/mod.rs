@@ -6,3 +6,4 @@ pub mod device;
 pub mod metadata;
 pub mod model;
 pub mod preprocess;
+pub mod script;

@@ -5,12 +5,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use tch::{CModule, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::cuda_stream::CudaStream;
-use super::device::{self, DevicePref, RunOptions};
+use super::device::{self, DevicePref, GraphOptimization, RunOptions};
 use super::metadata::ModelMetadata;
 use super::preprocess::{normalise_rgb_interleaved, normalise_rgb_planar};
+use super::script::ScriptModule;
 
 /// The class scores of one crop.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,10 +40,13 @@ struct Outputs {
 /// A loaded TorchScript model and its metadata. Invariant: the model's output has one column
 /// per label (checked at load time with a warm-up batch).
 pub struct Classifier {
-    module: CModule,
+    module: ScriptModule,
     meta: ModelMetadata,
     device: Device,
     path: PathBuf,
+    /// What was done to the module's graph at load: `Inference`, `Freeze` or `None`, never
+    /// `Auto`.
+    graph: GraphOptimization,
     /// Whether the forward pass runs under CUDA autocast (fp16); only ever true on CUDA, and
     /// only once the warm-up batch came back in half precision.
     half: bool,
@@ -124,24 +128,36 @@ impl Classifier {
             // The weights' upload and the warm-up then run on the stream the frames will use.
             s.make_current()?;
         }
-        let mut module = CModule::load_on_device(model, device).map_err(|e| {
+        let module = ScriptModule::load(model, device).map_err(|e| {
             torch_error(e, &format!("cannot load TorchScript model {}", model.display()))
         })?;
-        module.set_eval();
         let mut this = Self {
             module,
             meta,
             device,
             path: model.to_path_buf(),
-            half: opts.half_on(device),
+            graph: GraphOptimization::None,
+            // fp32 until the graph is settled: its outputs are compared in fp32.
+            half: false,
             channels_last: opts.channels_last_on(device),
             stream,
             staging: Mutex::new(None),
         };
         let s = this.meta.input_size as usize;
-        let zeros = vec![0u8; TRACE_CHECK_BATCH * s * s * 3];
+        // A fixed pattern rather than zeros, so that a graph pass that changes the numbers
+        // shows in the comparison below.
+        let pattern: Vec<u8> =
+            (0..TRACE_CHECK_BATCH * s * s * 3).map(|i| (i * 37 % 251) as u8).collect();
         let mut staging = None;
-        let input = this.stage(&mut staging, &zeros, TRACE_CHECK_BATCH)?;
+        let input = this.stage(&mut staging, &pattern, TRACE_CHECK_BATCH)?;
+        let reference = this
+            .forward(&input)
+            .with_context(|| format!("model {} fails on a {s}x{s} input", model.display()))?;
+        let graph = opts.graph_on(device);
+        if graph != GraphOptimization::None {
+            this.optimize_graph(graph, &input, &reference);
+        }
+        this.half = opts.half_on(device);
         if this.half {
             // Autocast is libtorch's, applied to a TorchScript graph it did not trace; a model
             // it fails on, or leaves in fp32, still serves in fp32.
@@ -174,13 +190,53 @@ impl Classifier {
         Ok(this)
     }
 
-    /// How the forward pass runs, in words: device, precision, layout, staging and stream.
+    /// Replaces the module with a copy that has `graph`'s passes applied, when libtorch can
+    /// apply them and the copy's outputs for `input` match `reference`, the module's own. A
+    /// model the passes fail on, or change, keeps its graph as saved, with one warning.
+    fn optimize_graph(&mut self, graph: GraphOptimization, input: &Tensor, reference: &Outputs) {
+        let model = self.path.display();
+        let inference = graph == GraphOptimization::Inference;
+        let optimized = match self.module.optimized(inference) {
+            Ok(m) => m,
+            Err(e) => {
+                let e = torch_error(e, &format!("model {model} cannot be frozen"));
+                tracing::warn!("{e:#}; running its graph as saved");
+                return;
+            }
+        };
+        let saved = std::mem::replace(&mut self.module, optimized);
+        let why = match self.forward(input) {
+            Ok(out) => match largest_difference(&out, reference) {
+                Ok(d) if d <= GRAPH_TOLERANCE => {
+                    self.graph = graph;
+                    return;
+                }
+                Ok(d) => format!(
+                    "changes its outputs by up to {d:.2e} (more than {GRAPH_TOLERANCE:.0e} of \
+                     their scale)"
+                ),
+                Err(e) => format!("gives outputs that cannot be compared ({e:#})"),
+            },
+            Err(e) => format!("fails ({e:#})"),
+        };
+        tracing::warn!("model {model} with its graph optimised {why}; running its graph as saved");
+        self.module = saved;
+    }
+
+    /// How the forward pass runs, in words: device, precision, layout, graph, staging and
+    /// stream.
     pub fn run_mode(&self) -> String {
         let mut words = vec![
             format!("on {:?}", self.device),
             (if self.half { "fp16 (CUDA autocast)" } else { "fp32" }).to_owned(),
             (if self.channels_last { "channels_last (NHWC)" } else { "contiguous (NCHW)" })
                 .to_owned(),
+            match self.graph {
+                GraphOptimization::Inference => "graph frozen with inference passes",
+                GraphOptimization::Freeze => "graph frozen",
+                GraphOptimization::None | GraphOptimization::Auto => "graph as saved",
+            }
+            .to_owned(),
         ];
         if self.device.is_cuda() {
             words.push("pinned staging".to_owned());
@@ -282,9 +338,9 @@ impl Classifier {
     fn forward(&self, input: &Tensor) -> Result<Outputs> {
         let _guard = tch::no_grad_guard();
         let out = if self.half {
-            tch::autocast(true, || self.module.forward_ts(&[input]))
+            tch::autocast(true, || self.module.forward(input))
         } else {
-            self.module.forward_ts(&[input])
+            self.module.forward(input)
         }
         .map_err(|e| torch_error(e, &format!("model {} failed", self.path.display())))?;
         let k = self.meta.labels.len() as i64;
@@ -376,6 +432,33 @@ pub struct ClassifyTimes {
 /// Batch of one more than a single crop, so a module that only works on a batch of one fails
 /// at load time rather than on the first frame with two coins.
 const TRACE_CHECK_BATCH: usize = 2;
+
+/// How far an optimised graph's outputs may be from the saved graph's, as a share of the
+/// largest output. Folding batch norms and oneDNN's convolutions move ResNet-50's outputs by
+/// about 1e-6 of it; a wrong pass moves them by far more.
+const GRAPH_TOLERANCE: f64 = 1e-3;
+
+/// The largest difference between two outputs of the same batch, logits and features alike,
+/// as a share of the largest of `reference`'s values (or of 1, when they are all smaller).
+fn largest_difference(out: &Outputs, reference: &Outputs) -> Result<f64> {
+    let pairs = [
+        (Some(&out.logits), Some(&reference.logits)),
+        (out.features.as_ref(), reference.features.as_ref()),
+    ];
+    let mut worst = 0.0f64;
+    for (a, b) in pairs {
+        let (Some(a), Some(b)) = (a, b) else { continue };
+        let a = a.f_to_kind(Kind::Double)?;
+        let b = b.f_to_kind(Kind::Double)?;
+        let scale = b.f_abs()?.f_max()?.double_value(&[]).max(1.0);
+        let diff = a.f_sub(&b)?.f_abs()?.f_max()?.double_value(&[]);
+        if !diff.is_finite() {
+            return Ok(f64::INFINITY);
+        }
+        worst = worst.max(diff / scale);
+    }
+    Ok(worst)
+}
 
 /// The rows of a 2-D tensor as `f32` vectors, on the CPU.
 pub fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {

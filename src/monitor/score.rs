@@ -195,9 +195,24 @@ impl Threshold {
     }
 }
 
+/// The dot product of the common length of `a` and `b`. Summed in [`DOT_LANES`] independent
+/// running sums rather than one: a single sum makes every addition wait for the one before,
+/// which made the shift monitor's 73 products of 2048 features cost 0.13 ms per coin.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let n = a.len().min(b.len());
+    let (a, b) = (a[..n].chunks_exact(DOT_LANES), b[..n].chunks_exact(DOT_LANES));
+    let tail: f32 = a.remainder().iter().zip(b.remainder()).map(|(x, y)| x * y).sum();
+    let mut sums = [0.0f32; DOT_LANES];
+    for (x, y) in a.zip(b) {
+        for ((s, x), y) in sums.iter_mut().zip(x).zip(y) {
+            *s += x * y;
+        }
+    }
+    sums.iter().sum::<f32>() + tail
 }
+
+/// Running sums in [`dot`]: enough to keep a core's vector adders busy.
+const DOT_LANES: usize = 16;
 
 #[cfg(test)]
 mod tests {
@@ -219,6 +234,17 @@ mod tests {
                 max_softmax: vec![0.0, 0.1, 0.4],
             },
         }
+    }
+
+    #[test]
+    fn dot_covers_every_element_of_the_common_length() {
+        let a: Vec<f32> = (1..=37).map(|i| i as f32).collect();
+        let b = vec![2.0f32; 40];
+        assert_eq!(dot(&a, &b), (37 * 38) as f32);
+        assert_eq!(dot(&b, &a), (37 * 38) as f32);
+        assert_eq!(dot(&a[..16], &b), (16 * 17) as f32);
+        assert_eq!(dot(&a[..3], &b), 12.0);
+        assert_eq!(dot(&[], &b), 0.0);
     }
 
     #[test]

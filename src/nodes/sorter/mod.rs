@@ -72,6 +72,13 @@ pub const PARAMS: &[ParamSpec] = &[
         dynamic: false,
     },
     ParamSpec {
+        name: "graph_optimization",
+        default: D::Str("auto"),
+        help: "graph passes at model load: auto (inference on CPU, freeze on CUDA), inference, \
+               freeze, none",
+        dynamic: false,
+    },
+    ParamSpec {
         name: "num_threads",
         default: D::Integer(0),
         help: "CPU threads for the model (0: libtorch's default)",
@@ -419,6 +426,7 @@ impl SorterConfig {
                 device: p.string("device").parse()?,
                 precision: p.string("precision").parse()?,
                 memory_format: p.string("memory_format").parse()?,
+                graph: p.string("graph_optimization").parse()?,
             },
             num_threads: match p.integer("num_threads") {
                 0 => 0,
