@@ -120,33 +120,20 @@ fn every_graph_optimization_gives_the_saved_graphs_scores() {
     }
 }
 
-/// A graph the passes change is served as saved. Here the change is noise the model adds to
-/// its outputs on every call, so its frozen copy's outputs differ from the saved graph's as
-/// a wrong pass's would.
+/// A model that gives different outputs for the same batch (noise added in its graph) cannot
+/// have an optimised graph checked against it, so it runs as saved.
 #[test]
-fn a_model_whose_frozen_graph_disagrees_runs_as_saved() {
+fn a_model_with_random_outputs_runs_as_saved() {
     let dir = tempfile::tempdir().unwrap();
     let tiny = common::tiny_model(dir.path());
-    let meta = coin_sorter::classify::metadata::ModelMetadata::path_for_model(&tiny);
-    let text = std::fs::read_to_string(&meta).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let width = json["labels"].as_array().unwrap().len() as i64
-        + json["feature_columns"].as_u64().unwrap() as i64;
-    let side = json["input_size"].as_i64().unwrap();
-    let dummy = tch::Tensor::zeros([2, 3, side, side], tch::kind::FLOAT_CPU);
-    let noisy = tch::CModule::create_by_tracing("Noisy", "forward", &[dummy], &mut |xs| {
-        let x = xs[0].flatten(1, -1).narrow(1, 0, width);
-        vec![&x + x.rand_like()]
-    })
-    .unwrap();
-    let model = dir.path().join("noisy.pt");
-    noisy.save(&model).unwrap();
-    std::fs::write(dir.path().join("noisy.json"), text).unwrap();
-
+    let model = common::traced_like(&tiny, "noisy", |x, width| {
+        let x = x.flatten(1, -1).narrow(1, 0, width);
+        &x + x.rand_like()
+    });
     let c =
         Classifier::load_with(&model, options(MemoryFormat::Contiguous, Precision::Fp32)).unwrap();
     assert_eq!(c.run_mode(), "on Cpu, fp32, contiguous (NCHW), graph as saved");
-    let side = side as usize;
+    let side = c.metadata().input_size as usize;
     assert_eq!(c.classify_rgb(&crops(3, side, 9)).unwrap().len(), 3);
     let tiny =
         Classifier::load_with(&tiny, options(MemoryFormat::Contiguous, Precision::Fp32)).unwrap();

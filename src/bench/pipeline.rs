@@ -35,7 +35,8 @@ pub struct PipelineArgs {
     #[arg(long, value_name = "FILE.pt")]
     pub model: Option<PathBuf>,
     /// The node's parameters file (coin finder, bins, shift monitor, tracking, device,
-    /// precision, memory_format, num_threads) [default: the node's defaults].
+    /// precision, memory_format, graph_optimization, num_threads) [default: the node's
+    /// defaults].
     #[arg(long, value_name = "FILE")]
     pub params_file: Option<PathBuf>,
     /// Frames timed, after the warm-up.

@@ -113,7 +113,7 @@ impl ModelMetadata {
 
     /// Reads and validates the metadata at `path`; errors name the file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
+        let text = read_bounded(path)
             .with_context(|| format!("cannot read model metadata {}", path.display()))?;
         let meta: Self = serde_json::from_str(&text)
             .with_context(|| format!("model metadata {} is not valid JSON", path.display()))?;
@@ -158,4 +158,24 @@ impl ModelMetadata {
         }
         Ok(())
     }
+}
+
+/// Metadata files larger than this are refused. A model's is a few MB, most of it the shift
+/// monitor's statistics; a device file or a runaway file would otherwise be read forever.
+const MAX_METADATA_BYTES: u64 = 256 << 20;
+
+/// The text of the regular file `path`, of at most [`MAX_METADATA_BYTES`]. A FIFO or device
+/// is refused before it is opened, as opening a FIFO waits for a writer.
+fn read_bounded(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let kind = std::fs::metadata(path)?;
+    if !kind.is_file() {
+        bail!("it is not a regular file");
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(MAX_METADATA_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_METADATA_BYTES {
+        bail!("it is larger than {} MiB", MAX_METADATA_BYTES >> 20);
+    }
+    Ok(text)
 }

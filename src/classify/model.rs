@@ -108,8 +108,11 @@ impl Classifier {
         if model.is_dir() {
             bail!("model file {} is a folder, not a TorchScript file", model.display());
         }
-        if !model.is_file() {
+        if !model.exists() {
             bail!("model file {} does not exist", model.display());
+        }
+        if !model.is_file() {
+            bail!("model file {} is not a regular file", model.display());
         }
         let meta_path = ModelMetadata::path_for_model(model);
         let meta = ModelMetadata::load(&meta_path)?;
@@ -153,6 +156,13 @@ impl Classifier {
         let reference = this
             .forward(&input)
             .with_context(|| format!("model {} fails on a {s}x{s} input", model.display()))?;
+        if !all_finite(&reference)? {
+            bail!(
+                "model {} gives scores that are not finite numbers (NaN or infinite) for a \
+                 {s}x{s} test batch",
+                model.display()
+            );
+        }
         let graph = opts.graph_on(device);
         if graph != GraphOptimization::None {
             this.optimize_graph(graph, &input, &reference);
@@ -203,6 +213,23 @@ impl Classifier {
     /// model the passes fail on, or change, keeps its graph as saved, with one warning.
     fn optimize_graph(&mut self, graph: GraphOptimization, input: &Tensor, reference: &Outputs) {
         let model = self.path.display();
+        // An optimised graph is checked against the saved one's outputs, which only works for
+        // a model that gives the same outputs for the same input every time.
+        match self.forward(input).and_then(|again| largest_difference(&again, reference)) {
+            Ok(d) if d <= GRAPH_TOLERANCE => {}
+            Ok(d) => {
+                tracing::warn!(
+                    "model {model} gives outputs up to {d:.2e} apart for the same test batch \
+                     (random or stateful), so an optimised graph cannot be checked against \
+                     it; running its graph as saved"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("model {model} fails a second run of its test batch ({e:#})");
+                return;
+            }
+        }
         let inference = graph == GraphOptimization::Inference;
         let optimized = match self.module.optimized(inference) {
             Ok(m) => m,
@@ -351,19 +378,33 @@ impl Classifier {
             self.module.forward(input)
         }
         .map_err(|e| torch_error(e, &format!("model {} failed", self.path.display())))?;
+        let model = self.path.display();
+        if out.is_sparse() || out.is_mkldnn() {
+            bail!("model {model} outputs a sparse or oneDNN tensor, not a dense one");
+        }
+        if !out.is_floating_point() {
+            bail!("model {model} outputs {:?} values, not floating-point scores", out.kind());
+        }
         let k = self.meta.labels.len() as i64;
         let f = self.meta.feature_columns as i64;
         let width = out.size().last().copied().unwrap_or(0);
         if out.dim() != 2 || width != k + f {
             bail!(
-                "model {} outputs shape {:?} but its metadata lists {k} labels and {f} feature \
-                 columns",
-                self.path.display(),
+                "model {model} outputs shape {:?} but its metadata lists {k} labels and {f} \
+                 feature columns",
                 out.size()
             );
         }
-        let features = (f > 0).then(|| out.narrow(1, k, f));
-        Ok(Outputs { logits: out.narrow(1, 0, k), features })
+        let rows = input.size().first().copied().unwrap_or(0);
+        if out.size()[0] != rows {
+            bail!("model {model} gives {} rows of scores for {rows} crops", out.size()[0]);
+        }
+        let slice = |start, len| {
+            out.f_narrow(1, start, len)
+                .map_err(|e| torch_error(e, &format!("cannot slice model {model}'s output")))
+        };
+        let features = if f > 0 { Some(slice(k, f)?) } else { None };
+        Ok(Outputs { logits: slice(0, k)?, features })
     }
 
     /// Classifies crops given as packed RGB bytes of `input_size`² pixels each, in one batch.
@@ -456,18 +497,34 @@ fn largest_difference(out: &Outputs, reference: &Outputs) -> Result<f64> {
     let mut worst = 0.0f64;
     for (a, b) in pairs {
         let (Some(a), Some(b)) = (a, b) else { continue };
-        let a = a.f_to_kind(Kind::Double)?;
-        let b = b.f_to_kind(Kind::Double)?;
-        let scale = b.f_abs()?.f_max()?.double_value(&[]).max(1.0);
-        let diff = a.f_sub(&b)?.f_abs()?.f_max()?.double_value(&[]);
-        if !diff.is_finite() {
+        let compared = (|| {
+            let (a, b) = (a.f_to_kind(Kind::Double)?, b.f_to_kind(Kind::Double)?);
+            let scale = b.f_abs()?.f_max()?.double_value(&[]).max(1.0);
+            let diff = a.f_sub(&b)?.f_abs()?.f_max()?.double_value(&[]);
+            Ok::<_, tch::TchError>(diff / scale)
+        })()
+        .map_err(|e| torch_error(e, "cannot compare two outputs"))?;
+        if !compared.is_finite() {
             return Ok(f64::INFINITY);
         }
-        worst = worst.max(diff / scale);
+        worst = worst.max(compared);
     }
     Ok(worst)
 }
 
+/// Whether every logit and feature of `out` is a finite number.
+fn all_finite(out: &Outputs) -> Result<bool> {
+    for t in std::iter::once(&out.logits).chain(out.features.as_ref()) {
+        let finite = t
+            .f_isfinite()
+            .and_then(|f| f.f_all())
+            .map_err(|e| torch_error(e, "cannot check outputs for NaN"))?;
+        if !bool::try_from(finite).map_err(|e| torch_error(e, "cannot read a check back"))? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
 /// The rows of a 2-D tensor as `f32` vectors, on the CPU.
 pub fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
     let (n, d) = t.size2().context("expected a [N, D] tensor")?;

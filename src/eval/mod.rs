@@ -60,7 +60,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE.pt")]
     pub model: Option<PathBuf>,
     /// The node's parameters file (locate settings, bins, confidence threshold, shift monitor,
-    /// tracking, device).
+    /// tracking, device, precision, memory_format, graph_optimization, num_threads).
     #[arg(long, value_name = "FILE")]
     pub params_file: Option<PathBuf>,
     /// Output folder: report.md, report.json, confusion.png, and eval.mcap for bags and
@@ -100,6 +100,8 @@ pub struct EvalReport {
     pub topic: Option<String>,
     /// The model.
     pub model: PathBuf,
+    /// How the model ran: device, precision, layout and graph (the classifier's run mode).
+    pub model_run: String,
     /// The ground truth used, if any.
     pub truth: Option<PathBuf>,
     /// Frames (or crops) read.
@@ -155,7 +157,10 @@ pub(crate) fn node_config(params_file: Option<&Path>) -> Result<SorterConfig> {
     }
     let args = RosArgs::parse(argv)?;
     let params = args.resolve_params(sorter::PARAMS, &format!("/{}", sorter::NODE_NAME))?;
-    SorterConfig::from_params(&params)
+    SorterConfig::from_params(&params).with_context(|| match params_file {
+        Some(f) => format!("node parameters from {}", f.display()),
+        None => "the node's default parameters".to_owned(),
+    })
 }
 
 /// Stage times of every processed frame.
@@ -396,6 +401,7 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
     let cfg = node_config(args.params_file.as_deref())?;
     let model = args.model.clone().unwrap_or_else(|| cfg.model_path.clone());
     let classifier = cfg.load_classifier(&model)?;
+    let model_run = classifier.run_mode();
     let mut scorer = Scorer::new(&classifier.metadata().labels);
     let model_label_count = scorer.labels.len();
     std::fs::create_dir_all(&args.out)
@@ -472,6 +478,7 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
         kind,
         topic,
         model,
+        model_run,
         truth: truth.or_else(|| args.labelme.clone()),
         frames,
         rejected,

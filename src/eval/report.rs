@@ -101,6 +101,7 @@ pub fn to_markdown(r: &EvalReport) -> String {
     let params =
         r.params_file.as_ref().map_or("node defaults".to_owned(), |p| format!("`{}`", p.display()));
     let _ = writeln!(s, "| node parameters | {params} |");
+    let _ = writeln!(s, "| model runs | {} |", r.model_run);
     if r.kind != "images" {
         let _ =
             writeln!(s, "| coins sent to the reject bin (low confidence) | {} |", r.low_confidence);

@@ -134,6 +134,32 @@ pub fn tiny_model_of(dir: &Path, name: &str, classes: &[&str], photos: usize) ->
     coin_sorter::train::run(&args).unwrap().model
 }
 
+/// A TorchScript model beside `like` (`<name>.pt`, with a copy of `like`'s metadata) whose
+/// forward pass is `forward(input, width)`, traced on a batch of two; `width` is the output
+/// width the metadata expects (labels plus feature columns).
+pub fn traced_like(
+    like: &Path,
+    name: &str,
+    forward: impl Fn(&tch::Tensor, i64) -> tch::Tensor,
+) -> PathBuf {
+    let meta = coin_sorter::classify::metadata::ModelMetadata::path_for_model(like);
+    let text = std::fs::read_to_string(&meta).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let width = json["labels"].as_array().unwrap().len() as i64
+        + json["feature_columns"].as_u64().unwrap() as i64;
+    let side = json["input_size"].as_i64().unwrap();
+    let dummy = tch::Tensor::zeros([2, 3, side, side], tch::kind::FLOAT_CPU);
+    let module = tch::CModule::create_by_tracing(name, "forward", &[dummy], &mut |xs| {
+        vec![forward(&xs[0], width)]
+    })
+    .unwrap();
+    let dir = like.parent().unwrap();
+    let model = dir.join(format!("{name}.pt"));
+    module.save(&model).unwrap();
+    std::fs::write(dir.join(format!("{name}.json")), text).unwrap();
+    model
+}
+
 /// `--ros-args` for a node: `model_path:=model`, then each `name:=value` of `params`.
 pub fn node_args(model: &Path, params: &[&str]) -> Vec<String> {
     let mut args =

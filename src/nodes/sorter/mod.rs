@@ -499,6 +499,7 @@ pub fn run(args: RosArgs, params: ParamSet) -> Result<()> {
     // Before the model loads, so a wrong choice is reported at once.
     let backend = Backend::from_env()?;
     let cfg = SorterConfig::from_params(&params)?;
+    tracing::info!("loading model {}", cfg.model_path.display());
     let classifier = cfg.load_classifier(&cfg.model_path)?;
     tracing::info!(
         "loaded model {} ({} labels, {}px input), {}",
@@ -533,12 +534,19 @@ pub fn run(args: RosArgs, params: ParamSet) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    match backend {
+    let served = match backend {
         Backend::Dds => rt.block_on(dds::serve(args, params, cfg, pipeline, shift)),
         #[cfg(feature = "r2r")]
         Backend::Rcl => rt.block_on(rcl::serve(args, params, cfg, pipeline, shift)),
-    }
+    };
+    // A reload still loading (a model whose graph never returns, say) must not keep the
+    // stopped node alive: dropping the runtime would wait for it.
+    rt.shutdown_timeout(RELOAD_GRACE);
+    served
 }
+
+/// How long a stopping node waits for a model reload still in progress.
+const RELOAD_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The environment variable that picks the ROS 2 backend of a build with both.
 pub const BACKEND_ENV: &str = "COIN_SORTER_BACKEND";
