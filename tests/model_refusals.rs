@@ -1,5 +1,6 @@
 //! Models the classifier refuses at load, each with one reason that names the file: outputs
-//! it cannot score, and files that are not what a model or its metadata must be.
+//! it cannot score, and files that are not what a model or its metadata must be; and a batch
+//! it refuses when the model's scores for it are not numbers.
 
 mod common;
 
@@ -75,4 +76,27 @@ fn a_model_or_metadata_that_is_not_a_regular_file_is_refused_without_reading_it(
         refusal(&tiny),
         format!("cannot read model metadata {}: it is not a regular file", meta.display())
     );
+}
+
+#[test]
+fn a_batch_the_model_scores_nan_is_refused_and_the_next_is_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = common::tiny_model(dir.path());
+    // NaN only for crops darker on average than the test batch at load: log of a negative.
+    let model = common::traced_like(&tiny, "dark_nan", |x, w| {
+        let shift = (x.mean_dim([1, 2, 3].as_slice(), true, tch::Kind::Float) + 1.5).log();
+        x.flatten(1, -1).narrow(1, 0, w) + shift.flatten(1, -1)
+    });
+    let c = Classifier::load(&model, DevicePref::Cpu).unwrap();
+    let side = c.metadata().input_size as usize;
+    let black = vec![0u8; side * side * 3];
+    let err = format!("{:#}", c.classify_rgb(&black).unwrap_err());
+    assert_eq!(
+        err,
+        format!("model {} gives NaN or infinite scores for this batch", model.display())
+    );
+    let grey = vec![128u8; side * side * 3];
+    let scored = c.classify_rgb(&grey).unwrap();
+    assert_eq!(scored.len(), 1);
+    assert!(scored[0].logits.iter().all(|l| l.is_finite()));
 }

@@ -445,6 +445,9 @@ impl Classifier {
         let out = out?;
         times = ClassifyTimes { normalise: t1 - t0, forward: t1.elapsed() };
         let logits = rows(&out.logits)?;
+        if logits.iter().flatten().any(|l| !l.is_finite()) {
+            bail!("model {} gives NaN or infinite scores for this batch", self.path.display());
+        }
         let features = match &out.features {
             Some(f) => rows(f)?,
             None => vec![Vec::new(); logits.len()],

@@ -97,7 +97,14 @@ extern "C" void* coin_sorter_script_forward(void* module, const void* input, cha
       throw std::invalid_argument(std::string("forward returned a ") + out.tagKind() +
                                   ", not a tensor");
     }
-    return new at::Tensor(std::move(out).toTensor());
+    at::Tensor scores = std::move(out).toTensor();
+    // tch knows only the CPU and CUDA among the devices a tensor can be on (the meta device,
+    // for one, holds no values), so no other may reach it.
+    if (!scores.device().is_cpu() && !scores.device().is_cuda()) {
+      throw std::invalid_argument("forward returned a tensor on the " + scores.device().str() +
+                                  " device, which holds no values the classifier can read");
+    }
+    return new at::Tensor(std::move(scores));
   });
 }
 
