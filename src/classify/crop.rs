@@ -5,13 +5,15 @@ use opencv::core::{self, Mat, Rect, Size};
 use opencv::imgproc;
 use opencv::prelude::*;
 
+use super::area::shrink_rgb;
 use crate::decode::RgbImage;
 use crate::frame_view::rgb_mat;
 use crate::locate::Circle;
 
 /// Cuts the square of half-side `crop_scale * r` centred on each circle, pads it by edge
-/// replication where it leaves the frame, resizes it to `size`×`size` and returns the packed
-/// RGB pixels of all crops, one after another (`circles.len() * size * size * 3` bytes).
+/// replication where it leaves the frame, resizes it to `size`×`size` (area-averaged when it
+/// shrinks, bilinear when it grows) and returns the packed RGB pixels of all crops, one after
+/// another (`circles.len() * size * size * 3` bytes).
 pub fn crop_coins(
     img: &RgbImage,
     circles: &[Circle],
@@ -31,30 +33,31 @@ pub fn crop_coins(
         let iy0 = y0.clamp(0, h - 1);
         let ix1 = (x0 + side).clamp(ix0 + 1, w);
         let iy1 = (y0 + side).clamp(iy0 + 1, h);
+        let (top, bottom) = ((iy0 - y0).max(0), (y0 + side - iy1).max(0));
+        let (left, right) = ((ix0 - x0).max(0), (x0 + side - ix1).max(0));
+        let shrinks = side as u32 > size;
+        if shrinks && top + bottom + left + right == 0 {
+            // Inside the frame: shrunk straight from it, without a copy of the square.
+            let stride = img.width as usize * 3;
+            let start = iy0 as usize * stride + ix0 as usize * 3;
+            let side = side as usize;
+            shrink_rgb(&img.data[start..], stride, (side, side), size as usize, dst);
+            continue;
+        }
         let roi = Mat::roi(&frame, Rect::new(ix0, iy0, ix1 - ix0, iy1 - iy0))?;
         let mut square = Mat::default();
-        core::copy_make_border(
-            &roi,
-            &mut square,
-            (iy0 - y0).max(0),
-            (y0 + side - iy1).max(0),
-            (ix0 - x0).max(0),
-            (x0 + side - ix1).max(0),
-            core::BORDER_REPLICATE,
-            core::Scalar::default(),
-        )?;
-        let mut resized = Mat::default();
-        let interp = if side as u32 > size { imgproc::INTER_AREA } else { imgproc::INTER_LINEAR };
-        imgproc::resize(
-            &square,
-            &mut resized,
-            Size::new(size as i32, size as i32),
-            0.0,
-            0.0,
-            interp,
-        )?;
-        let bytes = resized.data_bytes().context("resized crop is not contiguous")?;
-        dst.copy_from_slice(bytes);
+        let replicate = core::BORDER_REPLICATE;
+        let (b, s) = (core::Scalar::default(), side as usize);
+        core::copy_make_border(&roi, &mut square, top, bottom, left, right, replicate, b)?;
+        if shrinks {
+            let bytes = square.data_bytes().context("padded crop is not contiguous")?;
+            shrink_rgb(bytes, s * 3, (s, s), size as usize, dst);
+        } else {
+            let mut resized = Mat::default();
+            let to = Size::new(size as i32, size as i32);
+            imgproc::resize(&square, &mut resized, to, 0.0, 0.0, imgproc::INTER_LINEAR)?;
+            dst.copy_from_slice(resized.data_bytes().context("resized crop is not contiguous")?);
+        }
     }
     Ok(out)
 }

@@ -1,5 +1,6 @@
 //! Classify: coin crops in, labels and confidences out.
 
+pub mod area;
 pub mod crop;
 pub mod cuda_stream;
 pub mod device;
