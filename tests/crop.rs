@@ -41,6 +41,7 @@ fn opencv_crop(img: &RgbImage, c: &Circle, scale: f32, size: i32) -> Vec<u8> {
     .unwrap();
     let mut out = Mat::default();
     let interp = if side > size { imgproc::INTER_AREA } else { imgproc::INTER_LINEAR };
+    // (A square wholly outside the frame pads to more than `side`; resized whole all the same.)
     imgproc::resize(&square, &mut out, Size::new(size, size), 0.0, 0.0, interp).unwrap();
     out.data_bytes().unwrap().to_vec()
 }
@@ -92,6 +93,8 @@ fn squares_leaving_the_frame_and_odd_sizes_match_opencv_too() {
         Circle { x: 190.5, y: 3.5, r: 71.0 },
         Circle { x: 101.0, y: 78.0, r: 30.0 },
         Circle { x: 60.0, y: 60.0, r: 10.0 },
+        // Wholly outside the frame: the padding reaches from the frame's edge.
+        Circle { x: -150.0, y: 300.0, r: 50.0 },
     ];
     for size in [32, 96, 97] {
         let ours = crop_coins(&img, &circles, 1.1, size).unwrap();
@@ -101,4 +104,22 @@ fn squares_leaving_the_frame_and_odd_sizes_match_opencv_too() {
             assert!(max <= 1, "circle {c:?} at {size} px differs by {max}");
         }
     }
+}
+
+#[test]
+fn a_square_out_of_all_proportion_to_the_frame_is_an_error_not_an_abort() {
+    let img = RgbImage { width: 64, height: 48, data: vec![90; 64 * 48 * 3] };
+    let coin = Circle { x: 30.0, y: 20.0, r: 10.0 };
+    let err = crop_coins(&img, &[coin], 1e30, 96).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "cannot crop the circle at (30, 20) of radius 10 (crop scale 1000000000000000000000000000000) \
+         from a 64x48 frame: its square would not overlap the frame sensibly"
+    );
+    let far = Circle { x: 1e9, y: 20.0, r: 10.0 };
+    assert!(crop_coins(&img, &[far], 1.1, 96).is_err());
+    let nan = Circle { x: f32::NAN, y: 20.0, r: 10.0 };
+    assert!(crop_coins(&img, &[nan], 1.1, 96).is_err());
+    // Nearly four times the frame's longest side is still cropped.
+    assert_eq!(crop_coins(&img, &[coin], 12.7, 96).unwrap().len(), 96 * 96 * 3);
 }
