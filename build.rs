@@ -2,8 +2,7 @@
 //! LD_LIBRARY_PATH. libtorch comes from the PyPI torch wheel (see scripts/setup.sh); `LIBTORCH`
 //! is set by .cargo/config.toml or by the user. It also compiles the two small C++ shims over
 //! libtorch's C++ API: the classifier's TorchScript module, which tch cannot freeze
-//! (src/classify/script.cpp), and a CUDA stream of its own (src/classify/cuda_stream.cpp), when
-//! c10's guard headers are there.
+//! (src/classify/script.cpp), and a CUDA stream of its own (src/classify/cuda_stream.cpp).
 
 use std::path::PathBuf;
 
@@ -21,15 +20,17 @@ fn main() {
     let root = std::fs::canonicalize(&root).unwrap_or(root);
     let lib = root.join("lib");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    script_shim(&root);
-    cuda_stream_shim(&root);
+    shims(&root);
 }
 
-/// Compiles src/classify/script.cpp against libtorch's headers and links it to libtorch_cpu
-/// and libc10. The headers are the ones tch's own C++ wrapper needs, so a libtorch tch builds
-/// against has them.
-fn script_shim(root: &std::path::Path) {
-    println!("cargo:rerun-if-changed=src/classify/script.cpp");
+/// Compiles the C++ shims (src/classify/script.cpp, cuda_stream.cpp) against libtorch's
+/// headers and links them to libtorch_cpu and libc10. The headers are the ones tch's own C++
+/// wrapper needs, so a libtorch tch builds against has them.
+fn shims(root: &std::path::Path) {
+    const FILES: [&str; 2] = ["src/classify/script.cpp", "src/classify/cuda_stream.cpp"];
+    for file in FILES {
+        println!("cargo:rerun-if-changed={file}");
+    }
     let header = root.join("include/torch/csrc/jit/api/module.h");
     assert!(
         header.is_file(),
@@ -39,41 +40,15 @@ fn script_shim(root: &std::path::Path) {
     // libtorch's headers as system headers: their unused parameters are not ours to warn of.
     cc::Build::new()
         .cpp(true)
-        .file("src/classify/script.cpp")
+        .files(FILES)
         .flag("-isystem")
         .flag(root.join("include").to_string_lossy().as_ref())
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
-        .compile("coin_sorter_script");
+        .compile("coin_sorter_shims");
     println!("cargo:rustc-link-search=native={}", root.join("lib").display());
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
-}
-
-/// Compiles src/classify/cuda_stream.cpp against libtorch's headers and links it to libc10,
-/// setting cfg `coin_sorter_cuda_stream`. A libtorch without c10's guard headers leaves it out,
-/// and the classifier then says so when it runs on CUDA.
-fn cuda_stream_shim(root: &std::path::Path) {
-    println!("cargo::rustc-check-cfg=cfg(coin_sorter_cuda_stream)");
-    println!("cargo:rerun-if-changed=src/classify/cuda_stream.cpp");
-    if !root.join("include/c10/core/impl/DeviceGuardImplInterface.h").is_file() {
-        println!(
-            "cargo:warning={} has no c10 headers; the classifier will use libtorch's default \
-             CUDA stream",
-            root.display()
-        );
-        return;
-    }
-    cc::Build::new()
-        .cpp(true)
-        .file("src/classify/cuda_stream.cpp")
-        .include(root.join("include"))
-        .flag("-std=c++17")
-        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
-        .compile("coin_sorter_cuda_stream");
-    println!("cargo:rustc-link-search=native={}", root.join("lib").display());
-    println!("cargo:rustc-link-lib=dylib=c10");
-    println!("cargo:rustc-cfg=coin_sorter_cuda_stream");
 }
 
 /// With the `r2r` feature, r2r generates Rust types for the interfaces of the sourced

@@ -17,7 +17,6 @@ pub struct CudaStream {
 
 /// The shim's entry points. Each returns 0, or -1 with c10's message in `err` (at most `len`
 /// bytes, NUL included); none lets a C++ exception through.
-#[cfg(coin_sorter_cuda_stream)]
 mod ffi {
     use std::ffi::{c_char, c_int};
 
@@ -43,56 +42,22 @@ mod ffi {
     }
 }
 
-/// Stand-ins for a build without the shim: each returns [`NO_SHIM`].
-#[cfg(not(coin_sorter_cuda_stream))]
-mod ffi {
-    use std::ffi::{c_char, c_int};
-
-    pub unsafe fn coin_sorter_cuda_stream_new(
-        _: c_int,
-        _: *mut i64,
-        _: *mut c_char,
-        _: usize,
-    ) -> c_int {
-        super::NO_SHIM
-    }
-    pub unsafe fn coin_sorter_cuda_stream_set(_: c_int, _: i64, _: *mut c_char, _: usize) -> c_int {
-        super::NO_SHIM
-    }
-    pub unsafe fn coin_sorter_cuda_stream_synchronize(
-        _: c_int,
-        _: i64,
-        _: *mut c_char,
-        _: usize,
-    ) -> c_int {
-        super::NO_SHIM
-    }
-}
-
-/// What the stand-ins return: not a code the shim uses.
-const NO_SHIM: std::ffi::c_int = -2;
-
 /// Room for the first line of a c10 error message.
 const ERR_LEN: usize = 512;
 
 /// Calls one shim entry point with an error buffer; its message when it fails.
 fn shim(call: impl FnOnce(*mut std::ffi::c_char, usize) -> std::ffi::c_int) -> Result<(), String> {
     let mut err = [0u8; ERR_LEN];
-    match call(err.as_mut_ptr().cast(), ERR_LEN) {
-        0 => Ok(()),
-        NO_SHIM => Err("this build has no CUDA stream support (libtorch had no c10 headers \
-                        when it was built)"
-            .into()),
-        _ => {
-            let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
-            Err(String::from_utf8_lossy(&err[..end]).into_owned())
-        }
+    if call(err.as_mut_ptr().cast(), ERR_LEN) == 0 {
+        return Ok(());
     }
+    let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
+    Err(String::from_utf8_lossy(&err[..end]).into_owned())
 }
 
 impl CudaStream {
     /// Takes a stream from libtorch's pool for CUDA device `device`. Fails with c10's reason
-    /// when there is no such device, and on builds without the shim.
+    /// when there is no such device.
     pub fn new(device: usize) -> Result<Self> {
         // c10 keeps device indices in an i8.
         let Ok(dev) = i8::try_from(device).map(i32::from) else {

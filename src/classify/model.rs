@@ -215,7 +215,7 @@ impl Classifier {
         let model = self.path.display();
         // An optimised graph is checked against the saved one's outputs, which only works for
         // a model that gives the same outputs for the same input every time.
-        match self.forward(input).and_then(|again| largest_difference(&again, reference)) {
+        match self.difference_from(input, reference) {
             Ok(d) if d <= GRAPH_TOLERANCE => {}
             Ok(d) => {
                 tracing::warn!(
@@ -240,22 +240,24 @@ impl Classifier {
             }
         };
         let saved = std::mem::replace(&mut self.module, optimized);
-        let why = match self.forward(input) {
-            Ok(out) => match largest_difference(&out, reference) {
-                Ok(d) if d <= GRAPH_TOLERANCE => {
-                    self.graph = graph;
-                    return;
-                }
-                Ok(d) => format!(
-                    "changes its outputs by up to {d:.2e} (more than {GRAPH_TOLERANCE:.0e} of \
-                     their scale)"
-                ),
-                Err(e) => format!("gives outputs that cannot be compared ({e:#})"),
-            },
+        let why = match self.difference_from(input, reference) {
+            Ok(d) if d <= GRAPH_TOLERANCE => {
+                self.graph = graph;
+                return;
+            }
+            Ok(d) => format!(
+                "changes its outputs by up to {d:.2e} (more than {GRAPH_TOLERANCE:.0e} of their \
+                 scale)"
+            ),
             Err(e) => format!("fails ({e:#})"),
         };
         tracing::warn!("model {model} with its graph optimised {why}; running its graph as saved");
         self.module = saved;
+    }
+
+    /// [`largest_difference`] between the module's outputs for `input` and `reference`.
+    fn difference_from(&self, input: &Tensor, reference: &Outputs) -> Result<f64> {
+        largest_difference(&self.forward(input)?, reference)
     }
 
     /// How the forward pass runs, in words: device, precision, layout, graph, staging and
@@ -528,6 +530,7 @@ fn all_finite(out: &Outputs) -> Result<bool> {
     }
     Ok(true)
 }
+
 /// The rows of a 2-D tensor as `f32` vectors, on the CPU.
 pub fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
     let (n, d) = t.size2().context("expected a [N, D] tensor")?;
